@@ -1,0 +1,1 @@
+"""churn-spark: churn early-warning for e-commerce on Spark, Delta Lake and PyTorch."""

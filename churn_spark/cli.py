@@ -1,0 +1,92 @@
+"""The ``churn-spark`` command: parse, load the config, get the session, call one function."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+
+from churn_spark.config import Config, load_config
+from churn_spark.errors import ChurnSparkError
+
+log = logging.getLogger("churn_spark")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface; jobs/*.py reuse it for spark-submit."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", metavar="PATH", help="YAML config (default conf/local.yaml)")
+    common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override a config value, e.g. --set lakehouse=./lakehouse-test")
+    parser = argparse.ArgumentParser(prog="churn-spark", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", parents=[common], help="write synthetic landing files")
+    gen.add_argument("--out", required=True, help="folder for events/ and users/")
+    gen.add_argument("--users", type=int)
+    gen.add_argument("--days", type=int)
+    gen.add_argument("--start", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--format", choices=("parquet", "jsonl", "csv"))
+
+    ing = commands.add_parser("ingest", parents=[common], help="landing files -> Delta tables")
+    ing.add_argument("--events", required=True, help="events file, folder or glob")
+    ing.add_argument("--users", help="user profiles file, folder or glob")
+    ing.add_argument("--format", choices=("parquet", "jsonl", "csv"))
+    ing.add_argument("--source", default="contract", help="mapping in conf/sources (default: contract)")
+
+    commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of every spark-submit job."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        config = load_config(args.conf, _overrides(args))
+        _run(args, config)
+    except ChurnSparkError as err:
+        print(f"churn-spark: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` values, plus generator flags given on the command line."""
+    extra = []
+    if args.command == "generate":
+        for flag in ("users", "days", "start", "seed", "format"):
+            value = getattr(args, flag)
+            if value is not None:
+                extra.append(f"generate.{flag}={value}")
+    return [*args.overrides, *extra]
+
+
+def _run(args: argparse.Namespace, config: Config) -> None:
+    from churn_spark.spark import get_spark
+
+    spark = get_spark(config.spark)
+    if args.command == "generate":
+        from churn_spark.pipeline import generate_landing
+
+        generate_landing(spark, config.generate, args.out)
+        print(f"generated {config.generate.format} landing files under {args.out}/events and /users")
+    elif args.command == "ingest":
+        from churn_spark.ingest import ingest
+
+        for report in ingest(spark, config, args.events, args.users, args.format, args.source):
+            print(report.summary())
+    elif args.command == "run-all":
+        from churn_spark.pipeline import run_all
+
+        for step in run_all(spark, config):
+            print(f"{step.name}: {step.seconds:.1f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

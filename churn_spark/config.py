@@ -1,0 +1,154 @@
+"""Typed, validated configuration: one pydantic model per YAML section.
+
+``load_config(path, overrides)`` reads ``conf/local.yaml`` (the embedded default) or any
+other file, applies ``--set KEY=VALUE`` overrides, and validates the result. An unknown
+key or a bad value raises :class:`ConfigError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from churn_spark.errors import ConfigError
+
+DEFAULT_CONF = Path("conf/local.yaml")
+
+TABLES = (
+    "events",
+    "users",
+    "quarantine",
+    "ingest_log",
+    "user_features",
+    "training_set",
+    "churn_scores",
+    "alerts",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Section):
+    """How to get a SparkSession; ignored where one already exists (spark-submit, Databricks)."""
+
+    master: str | None = "local[*]"
+    app_name: str = "churn-spark"
+    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class StorageConfig(_Section):
+    """Where tables live: Delta folders under the lakehouse, or metastore tables."""
+
+    kind: Literal["path", "metastore"] = "path"
+    database: str = "churn"
+
+
+class IngestConfig(_Section):
+    """Contract settings that are policy rather than schema."""
+
+    max_future: dt.timedelta = dt.timedelta(days=1)
+
+
+class GenerateConfig(_Section):
+    """Defaults of the synthetic generator."""
+
+    users: int = Field(2_000, ge=1)
+    days: int = Field(120, ge=7)
+    start: dt.date = dt.date(2026, 1, 1)
+    seed: int = 42
+    format: Literal["parquet", "jsonl", "csv"] = "jsonl"
+    partitions: int = Field(8, ge=1)
+    dirty_fraction: float = Field(0.002, ge=0.0, le=0.5)
+    redelivered_fraction: float = Field(0.01, ge=0.0, le=0.5)
+
+
+class Config(_Section):
+    """The whole configuration of one run."""
+
+    lakehouse: str = "./lakehouse"
+    landing: str = "./landing"
+    spark: SparkConfig = SparkConfig()
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+    def table(self, name: str) -> str:
+        """The Delta location of table ``name``: a path, or a metastore name.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not one of the project's tables.
+        """
+        if name not in TABLES:
+            raise ValueError(f"table: unknown table {name!r}; known: {', '.join(TABLES)}")
+        if self.storage.kind == "metastore":
+            return f"{self.storage.database}.{name}"
+        return f"{self.lakehouse.rstrip('/')}/{name}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a configuration.
+
+    Parameters
+    ----------
+    path
+        A YAML file; ``None`` means ``conf/local.yaml`` when it exists, else built-in defaults.
+    overrides
+        ``KEY=VALUE`` strings, ``KEY`` dotted (``spark.master=local[2]``), ``VALUE`` YAML.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, key and problem.
+    """
+    source = str(path) if path is not None else str(DEFAULT_CONF)
+    raw: dict[str, Any] = {}
+    if path is not None or DEFAULT_CONF.exists():
+        raw = _read_yaml(Path(source))
+    for item in overrides or []:
+        _apply_override(raw, item)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{source}: {key}: {problem}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    parts = key.strip().split(".")
+    # Spark settings keep their dotted names: spark.settings.spark.sql.x=1 is one key.
+    if len(parts) > 2 and parts[:2] == ["spark", "settings"]:
+        parts = parts[:2] + [".".join(parts[2:])]
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value else None

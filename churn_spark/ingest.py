@@ -1,0 +1,244 @@
+"""Landing files -> Delta ``events`` and ``users``; rows that break the contract -> ``quarantine``.
+
+One run is a batch. Everything that can refuse the batch (unreadable or malformed files,
+a mapping that does not fit, missing required columns) is checked before the first
+write. The writes are Delta MERGEs keyed so that running the same batch again, or again
+after a crash part-way, leaves the same tables: events by ``event_id`` (insert only),
+users by ``user_id`` (updated only when the profile changed), quarantine by a hash of the
+record. Each run appends its counts to ``ingest_log``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from churn_spark import tables
+from churn_spark.config import Config
+from churn_spark.contract import (
+    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, ContractField, validate_events, validate_users,
+)
+from churn_spark.errors import InputError
+from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing
+from churn_spark.sources import CONTRACT, SourceMapping, load_source, map_events, map_users
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetReport:
+    """Counts of one dataset (events or users) in one batch; a row of ``ingest_log``."""
+
+    dataset: str
+    path: str
+    rows_read: int = 0
+    rows_written: int = 0
+    duplicates_skipped: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantined_by_reason.items()))
+        extra = f"; extra columns ignored: {', '.join(self.extra_columns)}" if self.extra_columns else ""
+        return (f"{self.dataset}: read {self.rows_read}, written {self.rows_written}, "
+                f"duplicates skipped {self.duplicates_skipped}, quarantined {self.quarantined}"
+                f"{f' ({reasons})' if reasons else ''}{extra}")
+
+
+def ingest(
+    spark: SparkSession,
+    config: Config,
+    events_path: str,
+    users_path: str | None = None,
+    fmt: str | None = None,
+    source: str = CONTRACT,
+) -> list[DatasetReport]:
+    """Ingest one batch of landing files into the lakehouse.
+
+    Parameters
+    ----------
+    spark
+        The session.
+    config
+        Where the tables are, and the contract's policy settings.
+    events_path, users_path
+        Landing files of events and (optionally) user profiles: a file, folder or glob.
+    fmt
+        ``parquet``, ``jsonl`` or ``csv``; by default from the source mapping or the file name.
+    source
+        ``contract``, or the name of a mapping in ``conf/sources``.
+
+    Returns
+    -------
+    list of DatasetReport
+        One per dataset ingested, as appended to ``ingest_log``.
+
+    Raises
+    ------
+    InputError, ConfigError
+        Before anything is written, naming the file or setting at fault.
+    """
+    mapping = load_source(source)
+    fmt = fmt or mapping.format or infer_format(events_path)
+    batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
+
+    events_text, events_report = _land(spark, events_path, fmt, mapping, "events")
+    users_text, users_report = None, None
+    if users_path is not None:
+        users_text, users_report = _land(spark, users_path, fmt, mapping, "users")
+    elif mapping.users is not None:  # a foreign source carrying profiles on its event rows
+        users_text = map_users(_landed_source(spark, events_path, fmt), mapping)
+        users_report = DatasetReport("users", events_path)
+
+    events = validate_events(events_text, batch.time, config.ingest.max_future, mapping.timestamp_format)
+    reports = [_write_events(spark, config, events, batch, events_report)]
+    if users_text is not None and users_report is not None:
+        users = validate_users(users_text, mapping.timestamp_format)
+        reports.append(_write_users(spark, config, users, batch, users_report))
+    tables.append(_log_frame(spark, reports, batch, fmt), config, "ingest_log")
+    for report in reports:
+        log.info("ingest %s", report.summary())
+    return reports
+
+
+@dataclass(frozen=True)
+class _Batch:
+    id: str
+    time: dt.datetime  # timezone-aware UTC
+    source: str
+
+
+def _landed_source(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """A foreign source's rows with their own columns as text (already inspected)."""
+    landed = read_landing(spark, path, fmt)
+    if fmt == "jsonl":
+        landed = jsonl_columns(landed, list(inspect_files(landed, path, fmt).columns))
+    return landed
+
+
+def _land(
+    spark: SparkSession, path: str, fmt: str, mapping: SourceMapping, dataset: str
+) -> tuple[DataFrame, DatasetReport]:
+    """Read and check one dataset's files; return its contract columns as text."""
+    landed = read_landing(spark, path, fmt)
+    stats = inspect_files(landed, path, fmt)
+    if fmt == "jsonl":
+        landed = jsonl_columns(landed, list(stats.columns))
+    report = DatasetReport(dataset, path)
+    if mapping.name != CONTRACT:
+        mapped = map_events(landed, mapping) if dataset == "events" else map_users(landed, mapping)
+        if mapped is None:
+            raise InputError(f"source {mapping.name}: has no users mapping for {path}")
+        return mapped, report
+    fields = EVENT_FIELDS if dataset == "events" else USER_FIELDS
+    names = [f.name for f in fields]
+    missing = [f.name for f in fields if f.required == "yes" and f.name not in stats.columns]
+    if missing:
+        raise InputError(f"{path}: {dataset} files lack required column(s) {', '.join(missing)}")
+    report.extra_columns = [c for c in stats.columns if c not in names]
+    present = set(stats.columns)
+    text = [F.col(n) if n in present else F.lit(None).cast("string").alias(n) for n in names]
+    return landed.select(*text, RECORD, SOURCE_FILE), report
+
+
+def _write_events(
+    spark: SparkSession, config: Config, events: DataFrame, batch: _Batch, report: DatasetReport
+) -> DatasetReport:
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        valid = _count_reasons(events, report)
+        _quarantine(spark, config, events, "events", batch)
+        staged = _first_per_key(events.where(F.size("reasons") == 0), "event_id").select(
+            *[f.name for f in EVENT_FIELDS],
+            F.lit(batch.source).alias("source"),
+            F.lit(batch.time).alias("ingested_at"),
+            F.to_date("event_time").alias("event_date"),
+        )
+        target = tables.ensure_table(spark, config, "events")
+        merged = (target.alias("t").merge(staged.alias("s"), "t.event_id = s.event_id")
+                  .whenNotMatchedInsertAll().execute().first())
+    finally:
+        events.unpersist()
+    report.rows_written = merged["num_inserted_rows"]
+    report.duplicates_skipped = valid - report.rows_written
+    return report
+
+
+def _write_users(
+    spark: SparkSession, config: Config, users: DataFrame, batch: _Batch, report: DatasetReport
+) -> DatasetReport:
+    users = users.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        valid = _count_reasons(users, report)
+        _quarantine(spark, config, users, "users", batch)
+        profile = [f.name for f in USER_FIELDS]
+        staged = _first_per_key(users.where(F.size("reasons") == 0), "user_id").select(
+            *profile, F.lit(batch.source).alias("source"), F.lit(batch.time).alias("updated_at")
+        )
+        changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in [*profile, "source"])
+        target = tables.ensure_table(spark, config, "users")
+        merged = (target.alias("t").merge(staged.alias("s"), "t.user_id = s.user_id")
+                  .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
+                  .execute().first())
+    finally:
+        users.unpersist()
+    report.rows_written = merged["num_inserted_rows"] + merged["num_updated_rows"]
+    report.duplicates_skipped = valid - report.rows_written
+    return report
+
+
+def _count_reasons(validated: DataFrame, report: DatasetReport) -> int:
+    """Fill the report's read and quarantine counts in one pass; return the valid rows."""
+    tags = F.when(F.size("reasons") == 0, F.array(F.lit("_rows"), F.lit("_valid"))).otherwise(
+        F.concat(F.array(F.lit("_rows")), F.col("reasons"))
+    )
+    counts = {r["tag"]: r["count"] for r in
+              validated.select(F.explode(tags).alias("tag")).groupBy("tag").count().collect()}
+    report.rows_read = counts.pop("_rows", 0)
+    valid = counts.pop("_valid", 0)
+    report.quarantined = report.rows_read - valid
+    report.quarantined_by_reason = counts
+    return valid
+
+
+def _quarantine(
+    spark: SparkSession, config: Config, validated: DataFrame, dataset: str, batch: _Batch
+) -> None:
+    """Merge the rows that break the contract into ``quarantine``, each stored once."""
+    rejected = validated.where(F.size("reasons") > 0).select(
+        F.sha2(F.concat_ws("\u0001", F.lit(dataset), SOURCE_FILE, RECORD), 256).alias("quarantine_id"),
+        F.lit(dataset).alias("dataset"),
+        F.lit(batch.source).alias("source"),
+        F.col(SOURCE_FILE).alias("source_file"),
+        F.col(RECORD).alias("record"),
+        "reasons",
+        F.lit(batch.id).alias("batch_id"),
+        F.lit(batch.time).alias("batch_time"),
+    ).dropDuplicates(["quarantine_id"])
+    target = tables.ensure_table(spark, config, "quarantine")
+    (target.alias("t").merge(rejected.alias("s"), "t.quarantine_id = s.quarantine_id")
+     .whenNotMatchedInsertAll().execute())
+
+
+def _first_per_key(frame: DataFrame, key: str) -> DataFrame:
+    """One row per ``key``: the same one on every run (first by file, then record text)."""
+    rank = F.row_number().over(Window.partitionBy(key).orderBy(SOURCE_FILE, RECORD))
+    return frame.withColumn("_rank", rank).where("_rank = 1").drop("_rank")
+
+
+def _log_frame(
+    spark: SparkSession, reports: list[DatasetReport], batch: _Batch, fmt: str
+) -> DataFrame:
+    rows = [
+        (batch.id, batch.time, r.dataset, batch.source, r.path, fmt, r.rows_read, r.rows_written,
+         r.duplicates_skipped, r.quarantined, r.quarantined_by_reason, r.extra_columns)
+        for r in reports
+    ]
+    return spark.createDataFrame(rows, tables.SPECS["ingest_log"].schema)

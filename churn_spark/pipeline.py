@@ -1,0 +1,57 @@
+"""The main job: every stage of the pipeline in order, on the configured lakehouse."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from churn_spark.config import Config, GenerateConfig
+from churn_spark.generate import GenerateSpec, generate, write_landing
+from churn_spark.ingest import ingest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One finished step of ``run_all`` and how long it took."""
+
+    name: str
+    seconds: float
+
+
+def generate_landing(spark: SparkSession, settings: GenerateConfig, out: str) -> None:
+    """Write a synthetic data set, as configured, to ``out/events`` and ``out/users``."""
+    spec = GenerateSpec(settings.users, settings.days, settings.start, settings.seed,
+                        settings.dirty_fraction, settings.redelivered_fraction)
+    events, users = generate(spark, spec)
+    write_landing(events, users, out, settings.format, settings.partitions)
+
+
+def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
+    """Generate demo landing files, then ingest them into Delta.
+
+    Later stages (features, labels, training, scoring) join this list as they are built.
+    """
+    demo = f"{config.landing.rstrip('/')}/demo"
+    fmt = config.generate.format
+
+    def _generate() -> None:
+        generate_landing(spark, config.generate, demo)
+
+    def _ingest() -> None:
+        ingest(spark, config, f"{demo}/events", f"{demo}/users", fmt)
+
+    steps: list[tuple[str, Callable[[], None]]] = [("generate", _generate), ("ingest", _ingest)]
+    results = []
+    for number, (name, step) in enumerate(steps, start=1):
+        log.info("[%d/%d] %s ...", number, len(steps), name)
+        began = time.perf_counter()
+        step()
+        results.append(StepResult(name, time.perf_counter() - began))
+        log.info("[%d/%d] %s done in %.1fs", number, len(steps), name, results[-1].seconds)
+    return results
