@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from churn_spark.errors import ConfigError
 
@@ -39,7 +39,15 @@ class SparkConfig(_Section):
 
     master: str | None = "local[*]"
     app_name: str = "churn-spark"
-    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    settings: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _as_text(cls, settings: Any) -> Any:
+        """Spark takes every setting as text; YAML's true/8 become "true"/"8"."""
+        if not isinstance(settings, dict):
+            return settings
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in settings.items()}
 
 
 class StorageConfig(_Section):

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+from pyspark.sql.types import (
+    DataType, DateType, DoubleType, IntegerType, LongType, StringType, StructField, StructType,
+    TimestampType,
+)
 
 EVENT_TYPES = ("view", "cart", "purchase", "refund", "review", "service")
 PRICED_TYPES = ("purchase", "refund")
@@ -70,9 +73,15 @@ USER_FIELDS = (
 )
 
 
+SPARK_TYPES: dict[str, DataType] = {
+    "string": StringType(), "double": DoubleType(), "int": IntegerType(), "bigint": LongType(),
+    "timestamp": TimestampType(), "date": DateType(),
+}
+
+
 def schema_of(fields: tuple[ContractField, ...]) -> StructType:
     """The typed Spark schema of a tuple of contract fields."""
-    return StructType([StructField(f.name, _parse_datatype_string(f.dtype)) for f in fields])
+    return StructType([StructField(f.name, SPARK_TYPES[f.dtype]) for f in fields])
 
 
 EVENTS_SCHEMA = schema_of(EVENT_FIELDS)
@@ -135,7 +144,7 @@ def validate_events(
         "event_type": F.when(known_type, event_type).otherwise(text["event_type"]),
         "event_time": event_time,
         "price": F.when(~bad_price, price),
-        "quantity": F.when(~bad_quantity, quantity.cast("int")).when(priced & text["quantity"].isNull(), 1),
+        "quantity": F.when(priced & text["quantity"].isNull(), 1).when(~bad_quantity, quantity.cast("int")),
         "dwell_seconds": F.when(~bad_dwell, dwell),
         "rating": F.when(~bad_rating, rating.cast("int")),
     }

@@ -6,7 +6,7 @@ generator, so the same seed gives the same rows on any cluster and any partition
 How users behave:
 - each user has a session rate (sessions a day), a preferred channel and category, and a
   profile (gender, age, region, membership level that follows engagement);
-- some users churn: over the two to six weeks before their churn day their sessions thin
+- some users churn: over the four to ten weeks before their churn day their sessions thin
   out, sessions get shorter (fewer views, less dwell), carts convert less, and bad
   experiences (low ratings with angry reviews, refunds, service contacts) become likely;
   after the churn day they are silent. Churn days run past the end of the data, so some
@@ -124,7 +124,7 @@ def _latent_users(spark: SparkSession, spec: GenerateSpec) -> DataFrame:
         F.when(joined_late, active_from).otherwise(-F.floor(u["tenure"] * 730) - 1).alias("signup_day"),
         churns.alias("churner"),
         F.when(churns, active_from + 14 + u["cday"] * (d + 30 - active_from - 14)).alias("churn_day"),
-        (14 + u["decl"] * 28).alias("decline_days"),
+        (28 + u["decl"] * 42).alias("decline_days"),
         _pick(CHANNELS, u["chan"]).alias("channel"),
         (u["cat"] * len(CATEGORIES)).cast("int").alias("fav_category"),
         _pick(("female", "male", "other"), F.when(u["sex"] < 0.97, u["sex"] / 0.97 * 0.66)
@@ -136,9 +136,9 @@ def _latent_users(spark: SparkSession, spec: GenerateSpec) -> DataFrame:
 
 
 def _intensity(day: Column) -> Column:
-    """Engagement in (0, 1] on ``day``: 1 until the decline, falling to 0.15 at churn."""
+    """Engagement in (0, 1] on ``day``: 1 until the decline, falling to 0.1 at churn."""
     decline = F.greatest(F.least((F.col("churn_day") - day) / F.col("decline_days"), F.lit(1.0)), F.lit(0.0))
-    return F.when(F.col("churner"), 0.15 + 0.85 * decline).otherwise(1.0)
+    return F.when(F.col("churner"), 0.1 + 0.9 * decline * decline).otherwise(1.0)
 
 
 def _sessions(latent: DataFrame, spec: GenerateSpec) -> DataFrame:

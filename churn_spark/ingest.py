@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -97,15 +98,30 @@ def ingest(
         users_text = map_users(_landed_source(spark, events_path, fmt), mapping)
         users_report = DatasetReport("users", events_path)
 
-    events = validate_events(events_text, batch.time, config.ingest.max_future, mapping.timestamp_format)
-    reports = [_write_events(spark, config, events, batch, events_report)]
+    validated = {"events": validate_events(events_text, batch.time, config.ingest.max_future,
+                                           mapping.timestamp_format)}
+    reports = {"events": events_report}
     if users_text is not None and users_report is not None:
-        users = validate_users(users_text, mapping.timestamp_format)
-        reports.append(_write_users(spark, config, users, batch, users_report))
-    tables.append(_log_frame(spark, reports, batch, fmt), config, "ingest_log")
-    for report in reports:
+        validated["users"] = validate_users(users_text, mapping.timestamp_format)
+        reports["users"] = users_report
+    for frame in validated.values():
+        frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # Every row of the batch is typed and counted before the first write.
+        valid = {name: _count_reasons(frame, reports[name], mapping.name)
+                 for name, frame in validated.items()}
+        for name, frame in validated.items():
+            _quarantine(spark, config, frame, name, batch)
+        _write_events(spark, config, validated["events"], batch, reports["events"], valid["events"])
+        if "users" in validated:
+            _write_users(spark, config, validated["users"], batch, reports["users"], valid["users"])
+    finally:
+        for frame in validated.values():
+            frame.unpersist()
+    tables.append(_log_frame(spark, list(reports.values()), batch, fmt), config, "ingest_log")
+    for report in reports.values():
         log.info("ingest %s", report.summary())
-    return reports
+    return list(reports.values())
 
 
 @dataclass(frozen=True)
@@ -144,63 +160,61 @@ def _land(
         raise InputError(f"{path}: {dataset} files lack required column(s) {', '.join(missing)}")
     report.extra_columns = [c for c in stats.columns if c not in names]
     present = set(stats.columns)
-    text = [F.col(n) if n in present else F.lit(None).cast("string").alias(n) for n in names]
+    text = [F.col(n).cast("string") if n in present else F.lit(None).cast("string").alias(n) for n in names]
     return landed.select(*text, RECORD, SOURCE_FILE), report
 
 
 def _write_events(
-    spark: SparkSession, config: Config, events: DataFrame, batch: _Batch, report: DatasetReport
-) -> DatasetReport:
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        valid = _count_reasons(events, report)
-        _quarantine(spark, config, events, "events", batch)
-        staged = _first_per_key(events.where(F.size("reasons") == 0), "event_id").select(
-            *[f.name for f in EVENT_FIELDS],
-            F.lit(batch.source).alias("source"),
-            F.lit(batch.time).alias("ingested_at"),
-            F.to_date("event_time").alias("event_date"),
-        )
-        target = tables.ensure_table(spark, config, "events")
-        merged = (target.alias("t").merge(staged.alias("s"), "t.event_id = s.event_id")
-                  .whenNotMatchedInsertAll().execute().first())
-    finally:
-        events.unpersist()
+    spark: SparkSession, config: Config, events: DataFrame, batch: _Batch, report: DatasetReport,
+    valid: int,
+) -> None:
+    """Insert the batch's new valid events; an event_id already stored is skipped."""
+    staged = _first_per_key(events.where(F.size("reasons") == 0), "event_id").select(
+        *[f.name for f in EVENT_FIELDS],
+        F.lit(batch.source).alias("source"),
+        F.lit(batch.time).alias("ingested_at"),
+        F.to_date("event_time").alias("event_date"),
+    )
+    target = tables.ensure_table(spark, config, "events")
+    merged = (target.alias("t").merge(staged.alias("s"), "t.event_id = s.event_id")
+              .whenNotMatchedInsertAll().execute().first())
     report.rows_written = merged["num_inserted_rows"]
     report.duplicates_skipped = valid - report.rows_written
-    return report
 
 
 def _write_users(
-    spark: SparkSession, config: Config, users: DataFrame, batch: _Batch, report: DatasetReport
-) -> DatasetReport:
-    users = users.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        valid = _count_reasons(users, report)
-        _quarantine(spark, config, users, "users", batch)
-        profile = [f.name for f in USER_FIELDS]
-        staged = _first_per_key(users.where(F.size("reasons") == 0), "user_id").select(
-            *profile, F.lit(batch.source).alias("source"), F.lit(batch.time).alias("updated_at")
-        )
-        changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in [*profile, "source"])
-        target = tables.ensure_table(spark, config, "users")
-        merged = (target.alias("t").merge(staged.alias("s"), "t.user_id = s.user_id")
-                  .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
-                  .execute().first())
-    finally:
-        users.unpersist()
+    spark: SparkSession, config: Config, users: DataFrame, batch: _Batch, report: DatasetReport,
+    valid: int,
+) -> None:
+    """Upsert the batch's valid profiles; an unchanged profile is left as it is."""
+    profile = [f.name for f in USER_FIELDS]
+    staged = _first_per_key(users.where(F.size("reasons") == 0), "user_id").select(
+        *profile, F.lit(batch.source).alias("source"), F.lit(batch.time).alias("updated_at")
+    )
+    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in [*profile, "source"])
+    target = tables.ensure_table(spark, config, "users")
+    merged = (target.alias("t").merge(staged.alias("s"), "t.user_id = s.user_id")
+              .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
+              .execute().first())
     report.rows_written = merged["num_inserted_rows"] + merged["num_updated_rows"]
     report.duplicates_skipped = valid - report.rows_written
-    return report
 
 
-def _count_reasons(validated: DataFrame, report: DatasetReport) -> int:
-    """Fill the report's read and quarantine counts in one pass; return the valid rows."""
+def _count_reasons(validated: DataFrame, report: DatasetReport, source: str) -> int:
+    """Fill the report's read and quarantine counts in one pass; return the valid rows.
+
+    This is the first action over the batch, so a mapping that fails on some row (a
+    cast under ANSI mode, say) is refused here, before anything is written.
+    """
     tags = F.when(F.size("reasons") == 0, F.array(F.lit("_rows"), F.lit("_valid"))).otherwise(
         F.concat(F.array(F.lit("_rows")), F.col("reasons"))
     )
-    counts = {r["tag"]: r["count"] for r in
-              validated.select(F.explode(tags).alias("tag")).groupBy("tag").count().collect()}
+    try:
+        rows = validated.select(F.explode(tags).alias("tag")).groupBy("tag").count().collect()
+    except PySparkException as err:
+        first = str(err).strip().splitlines()[0]
+        raise InputError(f"{report.path}: source {source} cannot read these rows ({first})") from None
+    counts = {r["tag"]: r["count"] for r in rows}
     report.rows_read = counts.pop("_rows", 0)
     valid = counts.pop("_valid", 0)
     report.quarantined = report.rows_read - valid

@@ -1,6 +1,6 @@
-"""Reading landing files (JSON lines, CSV, Parquet) as text, and refusing malformed files.
+"""Reading landing files (JSON lines, CSV, Parquet), and refusing malformed files.
 
-``read_landing`` returns every column of the files as text, plus the original record
+``read_landing`` returns the columns of the files, plus the original record
 (``_record``) and the file it came from (``_source_file``), so that a row breaking the
 contract can be quarantined exactly as it arrived. ``inspect_files`` is the one pass over
 the landing data made before anything is written: it counts rows per file and raises
@@ -56,7 +56,10 @@ def infer_format(path: str) -> str:
 
 
 def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """The landing files under ``path`` with all columns as text, plus record and source file.
+    """The landing files under ``path``, plus each row's original record and source file.
+
+    JSON lines come back parsed into a map (see ``jsonl_columns``); CSV columns are text;
+    Parquet columns keep their types.
 
     Parameters
     ----------
@@ -86,7 +89,7 @@ def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         raise _file_error(err, path, fmt) from None
     originals = frame.columns
     return frame.select(
-        *[F.col(f"`{c}`").cast("string").alias(c) for c in originals],
+        *[F.col(f"`{c}`") for c in originals],
         F.to_json(F.struct(*[F.col(f"`{c}`") for c in originals])).alias(RECORD),
         F.col("_metadata.file_path").alias(SOURCE_FILE),
     )

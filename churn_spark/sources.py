@@ -88,7 +88,7 @@ def map_events(landed: DataFrame, source: SourceMapping) -> DataFrame:
     """Contract event columns (as text) computed from a landed source, plus record and file."""
     if source.events is None:
         return landed
-    return _project(landed, source.events, source.name)
+    return _project(landed, source.events, [f.name for f in EVENT_FIELDS], source.name)
 
 
 def map_users(landed: DataFrame, source: SourceMapping) -> DataFrame | None:
@@ -96,16 +96,15 @@ def map_users(landed: DataFrame, source: SourceMapping) -> DataFrame | None:
     if source.users is None:
         return None
     rows = landed.where(source.users.where) if source.users.where else landed
-    return _project(rows, source.users.columns, source.name)
+    return _project(rows, source.users.columns, [f.name for f in USER_FIELDS], source.name)
 
 
-def _project(landed: DataFrame, columns: dict[str, str], name: str) -> DataFrame:
+def _project(landed: DataFrame, columns: dict[str, str], targets: list[str], name: str) -> DataFrame:
+    """Every contract column (unmapped ones null) as text, plus the record and its file."""
+    text = [F.expr(columns[t]).cast("string").alias(t) if t in columns
+            else F.lit(None).cast("string").alias(t) for t in targets]
     try:
-        return landed.select(
-            *[F.expr(expr).cast("string").alias(target) for target, expr in columns.items()],
-            RECORD,
-            SOURCE_FILE,
-        )
+        return landed.select(*text, RECORD, SOURCE_FILE)
     except AnalysisException as err:
         raise InputError(f"source {name}: mapping does not fit the files ({_first_line(err)})") from None
 

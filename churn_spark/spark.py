@@ -50,6 +50,7 @@ def get_spark(config: SparkConfig) -> SparkSession:
         return active
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark asks for it
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started our JVM
     if not under_submit:
@@ -59,7 +60,7 @@ def get_spark(config: SparkConfig) -> SparkSession:
     if config.master and not under_submit:
         builder = builder.master(config.master)
     for key, value in {**_REQUIRED, **config.settings}.items():
-        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+        builder = builder.config(key, value)
     if not under_submit:
         from delta import configure_spark_with_delta_pip
 

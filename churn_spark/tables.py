@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType, _parse_datatype_string
+from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructField, StructType
 
 from churn_spark.config import Config
-from churn_spark.contract import EVENTS_SCHEMA, USERS_SCHEMA
+from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -25,31 +25,35 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
 
 
-def _extend(base: StructType, ddl: str) -> StructType:
-    extra = _parse_datatype_string(ddl)
-    return StructType(list(base.fields) + list(extra.fields))
+_TEXT_LIST = ArrayType(StringType())
+_COUNTS = MapType(StringType(), LongType())
+
+
+def _schema(*columns: tuple[str, str | ArrayType | MapType], base: StructType | None = None) -> StructType:
+    fields = list(base.fields) if base else []
+    for name, dtype in columns:
+        fields.append(StructField(name, SPARK_TYPES[dtype] if isinstance(dtype, str) else dtype))
+    return StructType(fields)
 
 
 SPECS = {
     "events": TableSpec(
-        _extend(EVENTS_SCHEMA, "source string, ingested_at timestamp, event_date date"),
+        _schema(("source", "string"), ("ingested_at", "timestamp"), ("event_date", "date"),
+                base=EVENTS_SCHEMA),
         partition_by=("event_date",),
     ),
-    "users": TableSpec(_extend(USERS_SCHEMA, "source string, updated_at timestamp")),
-    "quarantine": TableSpec(
-        _parse_datatype_string(
-            "quarantine_id string, dataset string, source string, source_file string, "
-            "record string, reasons array<string>, batch_id string, batch_time timestamp"
-        )
-    ),
-    "ingest_log": TableSpec(
-        _parse_datatype_string(
-            "batch_id string, batch_time timestamp, dataset string, source string, path string, "
-            "format string, rows_read bigint, rows_written bigint, duplicates_skipped bigint, "
-            "quarantined bigint, quarantined_by_reason map<string,bigint>, "
-            "extra_columns array<string>"
-        )
-    ),
+    "users": TableSpec(_schema(("source", "string"), ("updated_at", "timestamp"), base=USERS_SCHEMA)),
+    "quarantine": TableSpec(_schema(
+        ("quarantine_id", "string"), ("dataset", "string"), ("source", "string"),
+        ("source_file", "string"), ("record", "string"), ("reasons", _TEXT_LIST),
+        ("batch_id", "string"), ("batch_time", "timestamp"),
+    )),
+    "ingest_log": TableSpec(_schema(
+        ("batch_id", "string"), ("batch_time", "timestamp"), ("dataset", "string"),
+        ("source", "string"), ("path", "string"), ("format", "string"), ("rows_read", "bigint"),
+        ("rows_written", "bigint"), ("duplicates_skipped", "bigint"), ("quarantined", "bigint"),
+        ("quarantined_by_reason", _COUNTS), ("extra_columns", _TEXT_LIST),
+    )),
 }
 
 

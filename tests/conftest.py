@@ -1,0 +1,52 @@
+"""One local Spark session with Delta for the whole suite, and a fresh lakehouse per test."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from churn_spark.config import Config, load_config
+from churn_spark.spark import get_spark
+
+# Timestamps come back to Python as naive local datetimes: make local mean UTC, as in Spark.
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+ROOT = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail" / "onlineretail.parquet"
+
+TEST_SETTINGS = [
+    "spark.master=local[2]",
+    "spark.settings.spark.sql.shuffle.partitions=2",
+    "spark.settings.spark.default.parallelism=2",
+    "spark.settings.spark.ui.enabled=false",
+    "spark.settings.spark.ui.showConsoleProgress=false",
+    "spark.settings.spark.databricks.delta.snapshotPartitions=1",
+    "spark.settings.spark.driver.memory=3g",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_root() -> None:
+    """Run from the repository root, as the README does (conf/ is found there)."""
+    os.chdir(ROOT)
+
+
+@pytest.fixture(scope="session")
+def spark(_repository_root: None) -> Iterator[SparkSession]:
+    session = get_spark(load_config(ROOT / "conf" / "local.yaml", TEST_SETTINGS).spark)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """The local default, writing to a lakehouse of this test's own."""
+    return load_config(ROOT / "conf" / "local.yaml",
+                       [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}",
+                        f"landing={tmp_path / 'landing'}"])

@@ -1,0 +1,59 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from churn_spark.config import load_config
+from churn_spark.errors import ConfigError
+
+
+def test_local_default_is_read_from_the_repository_root() -> None:
+    config = load_config()
+    assert config.lakehouse == "./lakehouse"
+    assert config.spark.master == "local[*]"
+    assert config.table("events") == "./lakehouse/events"
+    assert config.ingest.max_future == dt.timedelta(days=1)
+
+
+def test_overrides_are_dotted_and_typed() -> None:
+    config = load_config(None, ["lakehouse=./lakehouse-test", "generate.users=50",
+                                "spark.settings.spark.sql.shuffle.partitions=3"])
+    assert config.table("users") == "./lakehouse-test/users"
+    assert config.generate.users == 50
+    assert config.spark.settings["spark.sql.shuffle.partitions"] == "3"
+
+
+def test_cluster_example_uses_metastore_names() -> None:
+    config = load_config("conf/cluster.yaml")
+    assert config.spark.master is None
+    assert config.table("events") == "churn.events"
+
+
+def test_unknown_key_is_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("spark:\n  mastr: local[2]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: spark.mastr: unknown key"
+
+
+def test_bad_value_is_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["generate.users=0"])
+    assert str(err.value).startswith("conf/local.yaml: generate.users: Input should be greater than or equal to 1")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lakehouse", "--set 'lakehouse': expected KEY=VALUE"),
+    ("lakehouse.x=1", "--set 'lakehouse.x=1': lakehouse is not a section"),
+])
+def test_malformed_override(item: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [item])
+    assert str(err.value) == message
+
+
+def test_unknown_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown table 'evnts'"):
+        load_config().table("evnts")

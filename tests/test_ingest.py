@@ -1,0 +1,168 @@
+"""Ingestion into real Delta tables: quarantine, dedup, idempotence, refusals."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import Row, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from churn_spark.config import Config
+from churn_spark.errors import InputError
+from churn_spark.ingest import ingest
+from churn_spark.tables import read_table, table_exists
+
+EVENTS = [
+    {"event_id": "e1", "user_id": "u1", "event_time": "2026-02-01T10:00:00Z", "event_type": "view",
+     "session_id": "s1", "dwell_seconds": 12.5},
+    {"event_id": "e2", "user_id": "u1", "event_time": "2026-02-01T10:05:00Z", "event_type": "purchase",
+     "session_id": "s1", "product_id": "p1", "price": 10.0, "quantity": 2},
+    {"event_id": "e3", "user_id": "u2", "event_time": "2026-02-02T23:59:59Z", "event_type": "click"},
+    {"event_id": "e4", "user_id": "u2", "event_time": "2026-02-03T00:00:00+01:00", "event_type": "review",
+     "rating": 2, "review_text": "slow delivery", "coupon": "X1"},
+]
+USERS = [
+    {"user_id": "u1", "signup_time": "2025-06-01T00:00:00Z", "gender": "female", "age": 30,
+     "region": "UK", "membership_level": "gold"},
+    {"user_id": "u2", "age": 200},
+]
+EVENT_COLUMNS = ["event_id", "user_id", "event_time", "event_type", "price", "quantity",
+                 "dwell_seconds", "rating", "review_text", "event_date", "source"]
+STORED = [
+    Row("e1", "u1", dt.datetime(2026, 2, 1, 10), "view", None, None, 12.5, None, None, dt.date(2026, 2, 1), "contract"),
+    Row("e2", "u1", dt.datetime(2026, 2, 1, 10, 5), "purchase", 10.0, 2, None, None, None, dt.date(2026, 2, 1), "contract"),
+    Row("e4", "u2", dt.datetime(2026, 2, 2, 23), "review", None, None, None, 2, "slow delivery", dt.date(2026, 2, 2), "contract"),
+]
+
+
+def _jsonl(path: Path, rows: list[dict], extra_lines: tuple[str, ...] = ()) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([json.dumps(r, ensure_ascii=False) for r in rows] + list(extra_lines)) + "\n")
+    return str(path)
+
+
+def _csv(path: Path, rows: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = sorted({k for r in rows for k in r})
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def _snapshot(spark: SparkSession, config: Config) -> dict[str, list[Row]]:
+    return {name: sorted(read_table(spark, config, name).collect(), key=str)
+            for name in ("events", "users", "quarantine")}
+
+
+def test_jsonl_batch_lands_rows_quarantine_and_log(spark: SparkSession, config: Config, tmp_path: Path) -> None:
+    events = _jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
+    users = _jsonl(tmp_path / "in" / "users.jsonl", USERS)
+
+    ingest(spark, config, events, users)
+
+    assertDataFrameEqual(read_table(spark, config, "events").select(EVENT_COLUMNS), STORED)
+    assertDataFrameEqual(read_table(spark, config, "users").select("user_id", "age", "region"),
+                         [Row("u1", 30, "UK")])
+    quarantine = read_table(spark, config, "quarantine").select("dataset", "record", "reasons")
+    assertDataFrameEqual(quarantine, [
+        Row("events", json.dumps(EVENTS[2]), ["unknown_event_type"]),
+        Row("events", "this is not json", ["missing_required"]),
+        Row("users", json.dumps(USERS[1]), ["bad_age"]),
+    ])
+    assert {r.source_file for r in read_table(spark, config, "quarantine").collect()} == {
+        f"file:{tmp_path}/in/events.jsonl", f"file:{tmp_path}/in/users.jsonl"}
+    log = read_table(spark, config, "ingest_log").select(
+        "dataset", "rows_read", "rows_written", "duplicates_skipped", "quarantined",
+        "quarantined_by_reason", "extra_columns")
+    assertDataFrameEqual(log, [
+        Row("events", 6, 3, 1, 2, {"unknown_event_type": 1, "missing_required": 1}, ["coupon"]),
+        Row("users", 2, 1, 0, 1, {"bad_age": 1}, []),
+    ])
+
+
+def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    events = _jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
+    users = _jsonl(tmp_path / "in" / "users.jsonl", USERS)
+    ingest(spark, config, events, users)
+    first = _snapshot(spark, config)
+
+    reports = ingest(spark, config, events, users)
+
+    assert _snapshot(spark, config) == first
+    assert [(r.rows_written, r.duplicates_skipped, r.quarantined) for r in reports] == [(0, 4, 2), (0, 1, 1)]
+    later = {"event_id": "e5", "user_id": "u1", "event_time": "2026-02-04T08:00:00Z", "event_type": "cart"}
+    ingest(spark, config, _jsonl(tmp_path / "in2" / "events.jsonl", [EVENTS[0], later]))
+    stored = read_table(spark, config, "events").select("event_id").collect()
+    assert sorted(r.event_id for r in stored) == ["e1", "e2", "e4", "e5"]
+
+
+def test_changed_profile_updates_the_user(spark: SparkSession, config: Config, tmp_path: Path) -> None:
+    events = _jsonl(tmp_path / "a" / "events.jsonl", EVENTS[:1])
+    ingest(spark, config, events, _jsonl(tmp_path / "a" / "users.jsonl", USERS[:1]))
+    moved = {**USERS[0], "region": "DE"}
+    reports = ingest(spark, config, events, _jsonl(tmp_path / "b" / "users.jsonl", [moved]))
+    assert reports[1].rows_written == 1
+    assertDataFrameEqual(read_table(spark, config, "users").select("user_id", "region", "membership_level"),
+                         [Row("u1", "DE", "gold")])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_csv_and_parquet_land_the_same_rows_as_jsonl(
+    spark: SparkSession, config: Config, tmp_path: Path, fmt: str
+) -> None:
+    rows = [{k: v for k, v in r.items() if k != "coupon"} for r in EVENTS]
+    path = tmp_path / f"events.{fmt}"
+    if fmt == "csv":
+        _csv(path, rows)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+
+    ingest(spark, config, str(path))
+
+    assertDataFrameEqual(read_table(spark, config, "events").select(EVENT_COLUMNS), STORED)
+    (rejected,) = read_table(spark, config, "quarantine").collect()
+    assert rejected.reasons == ["unknown_event_type"]
+    assert json.loads(rejected.record)["event_type"] == "click"
+
+
+@pytest.mark.parametrize("name, content, fmt", [
+    ("broken.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "jsonl"),
+    ("broken.jsonl", b"just words\nand more words\n", "jsonl"),
+    ("broken.csv", b"event_id,user_id\n\xff\xfe\x00\x01,\x02\n", "csv"),
+    ("broken.parquet", b"event_id,user_id\ne1,u1\n", "parquet"),
+])
+def test_malformed_file_is_named_and_nothing_is_written(
+    spark: SparkSession, config: Config, tmp_path: Path, name: str, content: bytes, fmt: str
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if fmt == "jsonl":
+        _jsonl(folder / "good.jsonl", EVENTS)
+    elif fmt == "csv":
+        _csv(folder / "good.csv", EVENTS)
+    else:
+        pd.DataFrame(EVENTS).to_parquet(folder / "good.parquet")
+    (folder / name).write_bytes(content)
+
+    with pytest.raises(InputError) as err:
+        ingest(spark, config, str(folder), fmt=fmt)
+
+    message = str(err.value)
+    assert name in message and "\n" not in message
+    assert not any(table_exists(spark, config, t) for t in ("events", "users", "quarantine", "ingest_log"))
+
+
+def test_missing_required_column_is_refused(spark: SparkSession, config: Config, tmp_path: Path) -> None:
+    path = _csv(tmp_path / "events.csv", [{"event_id": "e1", "user_id": "u1", "event_time": "2026-02-01"}])
+    with pytest.raises(InputError, match=r"events files lack required column\(s\) event_type$"):
+        ingest(spark, config, path)
+    assert not table_exists(spark, config, "events")
