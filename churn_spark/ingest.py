@@ -90,12 +90,14 @@ def ingest(
     fmt = fmt or mapping.format or infer_format(events_path)
     batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
 
-    events_text, events_report = _land(spark, events_path, fmt, mapping, "events")
+    events_landed, events_report = _land(spark, events_path, fmt, "events")
+    events_text = _to_contract(events_landed, mapping, events_report)
     users_text, users_report = None, None
     if users_path is not None:
-        users_text, users_report = _land(spark, users_path, fmt, mapping, "users")
+        users_landed, users_report = _land(spark, users_path, fmt, "users")
+        users_text = _to_contract(users_landed, mapping, users_report)
     elif mapping.users is not None:  # a foreign source carrying profiles on its event rows
-        users_text = map_users(_landed_source(spark, events_path, fmt), mapping)
+        users_text = map_users(events_landed, mapping)
         users_report = DatasetReport("users", events_path)
 
     validated = {"events": validate_events(events_text, batch.time, config.ingest.max_future,
@@ -131,37 +133,31 @@ class _Batch:
     source: str
 
 
-def _landed_source(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """A foreign source's rows with their own columns as text (already inspected)."""
-    landed = read_landing(spark, path, fmt)
-    if fmt == "jsonl":
-        landed = jsonl_columns(landed, list(inspect_files(landed, path, fmt).columns))
-    return landed
-
-
-def _land(
-    spark: SparkSession, path: str, fmt: str, mapping: SourceMapping, dataset: str
-) -> tuple[DataFrame, DatasetReport]:
-    """Read and check one dataset's files; return its contract columns as text."""
+def _land(spark: SparkSession, path: str, fmt: str, dataset: str) -> tuple[DataFrame, DatasetReport]:
+    """Read and check one dataset's files; every column is kept, as landed."""
     landed = read_landing(spark, path, fmt)
     stats = inspect_files(landed, path, fmt)
     if fmt == "jsonl":
         landed = jsonl_columns(landed, list(stats.columns))
-    report = DatasetReport(dataset, path)
+    return landed, DatasetReport(dataset, path)
+
+
+def _to_contract(landed: DataFrame, mapping: SourceMapping, report: DatasetReport) -> DataFrame:
+    """The contract's columns as text: mapped from a foreign source, or picked by name."""
     if mapping.name != CONTRACT:
-        mapped = map_events(landed, mapping) if dataset == "events" else map_users(landed, mapping)
+        mapped = map_events(landed, mapping) if report.dataset == "events" else map_users(landed, mapping)
         if mapped is None:
-            raise InputError(f"source {mapping.name}: has no users mapping for {path}")
-        return mapped, report
-    fields = EVENT_FIELDS if dataset == "events" else USER_FIELDS
+            raise InputError(f"source {mapping.name}: has no users mapping for {report.path}")
+        return mapped
+    fields = EVENT_FIELDS if report.dataset == "events" else USER_FIELDS
     names = [f.name for f in fields]
-    missing = [f.name for f in fields if f.required == "yes" and f.name not in stats.columns]
+    present = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE)]
+    missing = [f.name for f in fields if f.required == "yes" and f.name not in present]
     if missing:
-        raise InputError(f"{path}: {dataset} files lack required column(s) {', '.join(missing)}")
-    report.extra_columns = [c for c in stats.columns if c not in names]
-    present = set(stats.columns)
+        raise InputError(f"{report.path}: {report.dataset} files lack required column(s) {', '.join(missing)}")
+    report.extra_columns = [c for c in present if c not in names]
     text = [F.col(n).cast("string") if n in present else F.lit(None).cast("string").alias(n) for n in names]
-    return landed.select(*text, RECORD, SOURCE_FILE), report
+    return landed.select(*text, RECORD, SOURCE_FILE)
 
 
 def _write_events(

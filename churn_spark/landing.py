@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException, PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
 from py4j.protocol import Py4JJavaError
 
@@ -95,14 +95,13 @@ def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     )
 
 
-def _read_jsonl(reader, path: str) -> DataFrame:
+def _read_jsonl(reader: DataFrameReader, path: str) -> DataFrame:
     lines = reader.text(path).where(F.trim("value") != "")
-    parsed = lines.select(
+    return lines.select(
         F.col("value").alias(RECORD),
         F.col("_metadata.file_path").alias(SOURCE_FILE),
         F.from_json("value", "map<string,string>").alias(_PARSED),
     )
-    return parsed
 
 
 def jsonl_columns(landed: DataFrame, names: list[str]) -> DataFrame:

@@ -57,6 +57,9 @@ SPECS = {
 }
 
 
+TABLES_WRITTEN_BY_INGEST = ("quarantine", "events", "users", "ingest_log")
+
+
 def ensure_table(spark: SparkSession, config: Config, name: str) -> DeltaTable:
     """Create table ``name`` (empty, with its schema) unless it exists; return it."""
     spec = SPECS[name]

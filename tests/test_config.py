@@ -57,3 +57,11 @@ def test_malformed_override(item: str, message: str) -> None:
 def test_unknown_table_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown table 'evnts'"):
         load_config().table("evnts")
+
+
+def test_readme_contract_table_is_generated_from_the_contract() -> None:
+    from churn_spark.docs import contract_markdown
+
+    readme = Path("README.md").read_text()
+    between = readme.split("<!-- contract:begin -->\n")[1].split("\n<!-- contract:end -->")[0]
+    assert between == contract_markdown()

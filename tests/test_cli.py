@@ -1,0 +1,49 @@
+"""The README's commands as a user runs them: the console script, its errors, run-all."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from churn_spark.config import load_config
+from churn_spark.tables import read_table
+from tests.conftest import ROOT, TEST_SETTINGS
+
+CLI = str(Path(__import__("sys").executable).parent / "churn-spark")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_bad_config_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
+    result = _run("ingest", "--events", "x.jsonl", "--set", "spark.mastr=local", "--set",
+                  f"lakehouse={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr == "churn-spark: error: conf/local.yaml: spark.mastr: unknown key\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_landing_path_is_one_line(tmp_path: Path) -> None:
+    result = _run("ingest", "--events", str(tmp_path / "nowhere.jsonl"), "--set", f"lakehouse={tmp_path}",
+                  *[a for s in TEST_SETTINGS for a in ("--set", s)])
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"churn-spark: error: {tmp_path}/nowhere.jsonl: no such file or folder"
+
+
+def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path) -> None:
+    overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"landing={tmp_path / 'landing'}",
+                 "generate.users=60", "generate.days=40", "generate.dirty_fraction=0.02"]
+    result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[2/2] ingest done" in result.stderr
+
+    config = load_config(ROOT / "conf" / "local.yaml", overrides)
+    (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
+    stored = read_table(spark, config, "events").count()
+    quarantined = read_table(spark, config, "quarantine").where("dataset = 'events'").count()
+    assert events_log.rows_written == stored > 0
+    assert events_log.rows_read == stored + events_log.duplicates_skipped + events_log.quarantined
+    assert 0 < quarantined <= events_log.quarantined
