@@ -38,8 +38,10 @@ def _repository_root() -> None:
 
 
 @pytest.fixture(scope="session")
-def spark(_repository_root: None) -> Iterator[SparkSession]:
-    session = get_spark(load_config(ROOT / "conf" / "local.yaml", TEST_SETTINGS).spark)
+def spark(_repository_root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    warehouse = tmp_path_factory.mktemp("warehouse")  # metastore tables, away from the repository
+    settings = [*TEST_SETTINGS, f"spark.settings.spark.sql.warehouse.dir={warehouse}"]
+    session = get_spark(load_config(ROOT / "conf" / "local.yaml", settings).spark)
     yield session
     session.stop()
 

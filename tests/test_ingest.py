@@ -166,3 +166,12 @@ def test_missing_required_column_is_refused(spark: SparkSession, config: Config,
     with pytest.raises(InputError, match=r"events files lack required column\(s\) event_type$"):
         ingest(spark, config, path)
     assert not table_exists(spark, config, "events")
+
+
+def test_metastore_storage_writes_named_tables(spark: SparkSession, config: Config, tmp_path: Path) -> None:
+    database = f"churn_{tmp_path.name}"
+    named = config.model_copy(update={"storage": config.storage.model_copy(
+        update={"kind": "metastore", "database": database})})
+    ingest(spark, named, _jsonl(tmp_path / "in" / "events.jsonl", EVENTS))
+    assertDataFrameEqual(spark.table(f"{database}.events").select(EVENT_COLUMNS), STORED)
+    assert spark.table(f"{database}.ingest_log").count() == 1
