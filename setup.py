@@ -21,6 +21,9 @@ CORE = [
     "PyYAML>=6",
     "torch>=2.2,<3",
     "tqdm>=4.60",
+    # Review sentiment: models that ship inside the packages (nothing downloaded at run time).
+    "vaderSentiment==3.3.2",
+    "snownlp==0.12.3",
 ]
 
 # What petastorm 0.13.1 really imports (its own metadata is not used, see above).

@@ -37,8 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--format", choices=("parquet", "jsonl", "csv"))
     ing.add_argument("--source", default="contract", help="mapping in conf/sources (default: contract)")
 
+    feats = commands.add_parser("features", parents=[common], help="user_features for snapshot dates")
+    feats.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
+                       help="snapshot dates: 2026-03-01,2026-03-15 or a range START:END:STEP_DAYS")
+
+    labels = commands.add_parser("labels", parents=[common], help="training_set (labels + features)")
+    labels.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
+                        help="snapshot dates: 2026-03-01,2026-03-15 or a range START:END:STEP_DAYS")
+    labels.add_argument("--horizon", type=int, metavar="DAYS", help="label window after T (default from config)")
+    labels.add_argument("--lookback", type=int, metavar="DAYS", help="eligibility window before T")
+
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
+
+
+def parse_dates(text: str) -> list[dt.date]:
+    """``D1,D2,...`` or ``START:END:STEP_DAYS`` (END included) as a sorted list of dates."""
+    try:
+        if ":" in text:
+            start, end, step = text.split(":")
+            first, last, days = dt.date.fromisoformat(start), dt.date.fromisoformat(end), int(step)
+            if days < 1 or last < first:
+                raise ValueError
+            return [first + dt.timedelta(days=k) for k in range((last - first).days // days + 1)]
+        return sorted({dt.date.fromisoformat(part.strip()) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected YYYY-MM-DD[,YYYY-MM-DD...] or START:END:STEP_DAYS") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` values, plus generator flags given on the command line."""
     extra = []
+    if args.command == "labels":
+        for flag, key in (("horizon", "labels.horizon_days"), ("lookback", "labels.lookback_days")):
+            if getattr(args, flag) is not None:
+                extra.append(f"{key}={getattr(args, flag)}")
     if args.command == "generate":
         for flag in ("users", "days", "start", "seed", "format"):
             value = getattr(args, flag)
@@ -81,6 +110,13 @@ def _run(args: argparse.Namespace, config: Config) -> None:
 
         for report in ingest(spark, config, args.events, args.users, args.format, args.source):
             print(report.summary())
+    elif args.command in ("features", "labels"):
+        from churn_spark.snapshots import run_features, run_labels
+
+        job = run_features if args.command == "features" else run_labels
+        rows = job(spark, config, args.as_of)
+        table = "user_features" if args.command == "features" else "training_set"
+        print(f"{table}: {rows} rows for {len(args.as_of)} snapshot date(s)")
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from churn_spark.errors import ConfigError
 
@@ -76,6 +76,28 @@ class GenerateConfig(_Section):
     redelivered_fraction: float = Field(0.01, ge=0.0, le=0.5)
 
 
+class FeaturesConfig(_Section):
+    """Feature windows and how far back any feature looks."""
+
+    windows: tuple[int, ...] = (7, 30, 90)
+    history_days: int = Field(180, ge=90, le=3650)
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_fit(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if not windows or any(w < 1 for w in windows) or len(set(windows)) != len(windows):
+            raise ValueError("windows must be distinct positive day counts")
+        return tuple(sorted(windows))
+
+
+class LabelsConfig(_Section):
+    """Who is eligible at T and what churn means after T."""
+
+    horizon_days: int = Field(30, ge=1)
+    lookback_days: int = Field(90, ge=1)
+    eligibility: Literal["purchase", "any_activity"] = "purchase"
+
+
 class Config(_Section):
     """The whole configuration of one run."""
 
@@ -85,6 +107,16 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     ingest: IngestConfig = IngestConfig()
     generate: GenerateConfig = GenerateConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    labels: LabelsConfig = LabelsConfig()
+
+    @model_validator(mode="after")
+    def _history_covers_windows(self) -> "Config":
+        longest = max(max(self.features.windows), self.labels.lookback_days)
+        if self.features.history_days < longest:
+            raise ValueError(f"features.history_days ({self.features.history_days}) must cover the longest "
+                             f"window or lookback ({longest})")
+        return self
 
     def table(self, name: str) -> str:
         """The Delta location of table ``name``: a path, or a metastore name.

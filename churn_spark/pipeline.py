@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
+from churn_spark.snapshots import run_features, run_labels
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,25 @@ def generate_landing(spark: SparkSession, settings: GenerateConfig, out: str) ->
     write_landing(events, users, out, settings.format, settings.partitions)
 
 
-def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
-    """Generate demo landing files, then ingest them into Delta.
+def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
+    """Snapshot dates for the demo data: every two weeks once eight weeks of history exist.
 
-    Later stages (features, labels, training, scoring) join this list as they are built.
+    Returns the dates for features (up to the end of the data) and the subset whose label
+    window is complete in the data (for the training set).
+    """
+    settings, horizon = config.generate, config.labels.horizon_days
+    end = settings.start + dt.timedelta(days=settings.days)
+    dates = [settings.start + dt.timedelta(days=d) for d in range(56, settings.days + 1, 14)]
+    labelled = [d for d in dates if d + dt.timedelta(days=horizon) < end]
+    if not labelled:
+        raise ValueError(f"generate.days ({settings.days}) too short for snapshots with a {horizon}-day horizon")
+    return dates, labelled
+
+
+def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
+    """Generate demo landing files, ingest them into Delta, then features and labels.
+
+    Later stages (training, scoring) join this list as they are built.
     """
     demo = f"{config.landing.rstrip('/')}/demo"
     fmt = config.generate.format
@@ -46,7 +63,13 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     def _ingest() -> None:
         ingest(spark, config, f"{demo}/events", f"{demo}/users", fmt)
 
-    steps: list[tuple[str, Callable[[], None]]] = [("generate", _generate), ("ingest", _ingest)]
+    featured, labelled = demo_snapshots(config)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("generate", _generate),
+        ("ingest", _ingest),
+        ("features", lambda: run_features(spark, config, featured)),
+        ("labels", lambda: run_labels(spark, config, labelled)),
+    ]
     results = []
     for number, (name, step) in enumerate(steps, start=1):
         log.info("[%d/%d] %s ...", number, len(steps), name)

@@ -35,10 +35,10 @@ def test_missing_landing_path_is_one_line(tmp_path: Path) -> None:
 
 def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path) -> None:
     overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"landing={tmp_path / 'landing'}",
-                 "generate.users=60", "generate.days=40", "generate.dirty_fraction=0.02"]
+                 "generate.users=60", "generate.days=100", "generate.dirty_fraction=0.02"]
     result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[2/2] ingest done" in result.stderr
+    assert "[4/4] labels done" in result.stderr
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
     (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()

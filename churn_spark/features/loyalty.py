@@ -1,0 +1,44 @@
+"""Loyalty: repeat buying and the rhythm of purchases over the whole history window."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from churn_spark.features.catalogue import Context, Feature, safe_div
+
+
+def _gaps(ctx: Context) -> Column:
+    """Days between consecutive distinct purchase days in the history, oldest first."""
+    day = F.datediff(F.to_date("event_time"), F.lit("1970-01-01"))
+    days = F.array_sort(F.collect_set(F.when(ctx.is_type("purchase") & ctx.within(ctx.history_days), day)))
+    n = F.size(days)
+    return F.when(n >= 2, F.zip_with(F.slice(days, 2, n - 1), F.slice(days, 1, n - 1), lambda a, b: a - b))
+
+
+def _mean(values: Column) -> Column:
+    return F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x) / F.size(values)
+
+
+def _std(values: Column) -> Column:
+    mean = _mean(values)
+    return F.sqrt(F.aggregate(values, F.lit(0.0), lambda acc, x: acc + (x - mean) * (x - mean)) / F.size(values))
+
+
+def features(ctx: Context) -> list[Feature]:
+    h = ctx.history_days
+    last_purchase = lambda: F.min(F.when(ctx.is_type("purchase") & ctx.within(h), ctx.days_before()))  # noqa: E731
+    return [
+        Feature("repurchase_rate", "double", h, f"share of purchase lines in the {h} days before T that "
+                "repeat a product bought before in that time (0: none)", 0.0,
+                lambda: safe_div(
+                    ctx.count_of("purchase", h)
+                    - ctx.distinct_count(F.col("product_id"), ctx.is_type("purchase") & ctx.within(h)),
+                    ctx.count_of("purchase", h))),
+        Feature("purchase_gap_mean_days", "double", h, f"mean days between purchase days in the {h} days "
+                "before T (0: fewer than two)", 0.0, lambda: _mean(_gaps(ctx))),
+        Feature("purchase_gap_std_days", "double", h, f"standard deviation of those gaps (0: fewer than two)",
+                0.0, lambda: _std(_gaps(ctx))),
+        Feature("overdue_ratio", "double", h, "days since the last purchase over the mean gap (0: no gap)",
+                0.0, lambda: safe_div(last_purchase(), _mean(_gaps(ctx)))),
+    ]

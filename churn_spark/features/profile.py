@@ -1,0 +1,50 @@
+"""Tenure and profile: time since signup, demographics, membership, and the channel mix."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from churn_spark.features.catalogue import Context, Feature, safe_div
+
+CHANNELS = ("app", "web", "mini_program")
+CHANNEL_WINDOW = 90
+AGE_BANDS = ((25, "<25"), (35, "25-34"), (45, "35-44"), (55, "45-54"))
+
+
+def _age_band() -> Column:
+    age = F.col("age")
+    band = F.when(age.isNull(), None)
+    for upper, label in AGE_BANDS:
+        band = band.when(age < upper, label)
+    return band.otherwise("55+")
+
+
+def features(ctx: Context) -> list[Feature]:
+    w = CHANNEL_WINDOW
+    in_window = lambda: ctx.within(w)  # noqa: E731
+    total = lambda: F.sum(F.when(in_window(), 1).otherwise(0))  # noqa: E731
+    out = [
+        Feature(f"channel_share_{c}_{w}d", "double", w, f"share of events through {c} in the {w} days before T",
+                0.0, lambda c=c: safe_div(F.sum(F.when(in_window() & (F.col("channel") == c), 1).otherwise(0)),
+                                          total()))
+        for c in CHANNELS
+    ]
+    out.append(Feature(
+        f"channel_share_other_{w}d", "double", w, f"share of events through other or unknown channels", 0.0,
+        lambda: safe_div(F.sum(F.when(in_window() & ~F.coalesce(F.col("channel").isin(*CHANNELS), F.lit(False)),
+                                      1).otherwise(0)), total())))
+    profile = [
+        Feature("tenure_days", "double", None, "days since signup (unknown signup: since the first event seen)",
+                0.0, lambda: F.coalesce((F.unix_timestamp(F.col("snapshot_date").cast("timestamp"))
+                                         - F.unix_timestamp("signup_time")) / 86_400,
+                                        F.col("days_since_first_event")), stage="profile"),
+        Feature("signup_known", "int", None, "1 if the signup time is known", 0,
+                lambda: F.when(F.col("signup_time").isNotNull(), 1), stage="profile"),
+        Feature("age_band", "string", None, "age band: <25, 25-34, 35-44, 45-54, 55+", "unknown",
+                _age_band, stage="profile"),
+    ]
+    profile += [Feature(name, "string", None, f"{name.replace('_', ' ')} from the user's profile", "unknown",
+                        lambda name=name: F.col(name), stage="profile")
+                for name in ("gender", "region", "membership_level")]
+    return out + profile
