@@ -302,7 +302,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=None, help="events to generate (default 1M; 20k with --check)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per engine (default 3; 1 with --check)")
     parser.add_argument("--snapshots", type=int, default=4, help="snapshot dates, two weeks apart from 2026-03-01")
-    parser.add_argument("--check", action="store_true", help="small data; compare the two outputs, exit 1 on a difference")
+    parser.add_argument("--check", action="store_true",
+                        help="small data; compare the two outputs, exit 1 on a difference")
     args = parser.parse_args()
     default_events, default_repeats = (CHECK_EVENTS, 1) if args.check else (1_000_000, 3)
     sys.exit(main(args.events or default_events, args.repeats or default_repeats, args.snapshots, args.check))
