@@ -28,5 +28,20 @@ def contract_markdown() -> str:
     ])
 
 
+def features_markdown() -> str:
+    """The feature catalogue as the README shows it, family by family."""
+    from churn_spark.config import FeaturesConfig
+    from churn_spark.features import catalogue, family_of
+
+    settings = FeaturesConfig()
+    lines = ["| family | feature | type | window (days) | meaning | none |", "|---|---|---|---|---|---|"]
+    for f in catalogue(settings):
+        window = "" if f.window is None else str(f.window)
+        lines.append(f"| {family_of(f, settings)} | `{f.name}` | {f.dtype} | {window} | {f.meaning} | {f.none} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(contract_markdown())
+    print()
+    print(features_markdown())

@@ -65,3 +65,11 @@ def test_readme_contract_table_is_generated_from_the_contract() -> None:
     readme = Path("README.md").read_text()
     between = readme.split("<!-- contract:begin -->\n")[1].split("\n<!-- contract:end -->")[0]
     assert between == contract_markdown()
+
+
+def test_readme_feature_table_is_generated_from_the_catalogue() -> None:
+    from churn_spark.docs import features_markdown
+
+    readme = Path("README.md").read_text()
+    between = readme.split("<!-- features:begin -->\n")[1].split("\n<!-- features:end -->")[0]
+    assert between == features_markdown()
