@@ -59,7 +59,7 @@ def parse_dates(text: str) -> list[dt.date]:
             first, last, days = dt.date.fromisoformat(start), dt.date.fromisoformat(end), int(step)
             if days < 1 or last < first:
                 raise ValueError
-            return [first + dt.timedelta(days=k) for k in range((last - first).days // days + 1)]
+            return [first + dt.timedelta(days=k * days) for k in range((last - first).days // days + 1)]
         return sorted({dt.date.fromisoformat(part.strip()) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(

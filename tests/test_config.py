@@ -73,3 +73,29 @@ def test_readme_feature_table_is_generated_from_the_catalogue() -> None:
     readme = Path("README.md").read_text()
     between = readme.split("<!-- features:begin -->\n")[1].split("\n<!-- features:end -->")[0]
     assert between == features_markdown()
+
+
+@pytest.mark.parametrize("text, dates", [
+    ("2026-03-15,2026-03-01", [dt.date(2026, 3, 1), dt.date(2026, 3, 15)]),
+    ("2026-03-01:2026-03-29:14", [dt.date(2026, 3, 1), dt.date(2026, 3, 15), dt.date(2026, 3, 29)]),
+    ("2026-03-01:2026-03-10:7", [dt.date(2026, 3, 1), dt.date(2026, 3, 8)]),
+])
+def test_snapshot_dates_on_the_command_line(text: str, dates: list) -> None:
+    from churn_spark.cli import parse_dates
+
+    assert parse_dates(text) == dates
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "2026-03-10:2026-03-01:7", "2026-03-01:2026-03-10:0", "soon"])
+def test_bad_snapshot_dates_are_refused(text: str) -> None:
+    import argparse
+
+    from churn_spark.cli import parse_dates
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected YYYY-MM-DD"):
+        parse_dates(text)
+
+
+def test_history_must_cover_the_longest_window() -> None:
+    with pytest.raises(ConfigError, match="features.history_days \\(100\\) must cover the longest window"):
+        load_config(None, ["features.history_days=100", "features.windows=[7, 30, 120]"])

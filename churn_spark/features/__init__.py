@@ -79,11 +79,10 @@ def assemble(
         *[f.value().alias(f.name) for f in features if f.stage == "events"], *extra)
     extra_names = [c for c in aggregated.columns if c not in KEYS and c not in {f.name for f in features}]
     known = _known_users(users, snapshot_dates, aggregated)
-    event_stage = [F.coalesce(F.col(f.name), F.lit(f.none)).cast(f.dtype).alias(f.name)
-                   for f in features if f.stage == "events"]
+    event_stage = [f.finished(F.col(f.name)) for f in features if f.stage == "events"]
     with_events = known.select(*KEYS, *_PROFILE_COLUMNS, *event_stage, *extra_names)
-    return with_events.select(*KEYS, *[F.col(f.name) if f.stage == "events" else f.column() for f in features],
-                              *extra_names)
+    return with_events.select(
+        *KEYS, *[F.col(f.name) if f.stage == "events" else f.finished(f.value()) for f in features], *extra_names)
 
 
 def prepare_events(events: DataFrame) -> DataFrame:

@@ -29,9 +29,9 @@ class Feature:
     value: Callable[[], Column]  # aggregate over snapshot rows (stage "events") or row expression
     stage: str = "events"  # "events": aggregated per (user, T); "profile": after the users join
 
-    def column(self) -> Column:
-        """The feature's final expression: its value, "none" where there is nothing, typed."""
-        return F.coalesce(self.value(), F.lit(self.none)).cast(self.dtype).alias(self.name)
+    def finished(self, value: Column) -> Column:
+        """``value`` as the feature's output column: "none" where it is null, typed, named."""
+        return F.coalesce(value, F.lit(self.none)).cast(self.dtype).alias(self.name)
 
 
 @dataclass(frozen=True)
