@@ -8,6 +8,8 @@ key or a bad value raises :class:`ConfigError` with one line naming it.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,7 +121,7 @@ class Config(_Section):
         return self
 
     def table(self, name: str) -> str:
-        """The Delta location of table ``name``: a path, or a metastore name.
+        """The Delta location of table ``name``: an absolute path or URI, or a metastore name.
 
         Raises
         ------
@@ -130,7 +132,10 @@ class Config(_Section):
             raise ValueError(f"table: unknown table {name!r}; known: {', '.join(TABLES)}")
         if self.storage.kind == "metastore":
             return f"{self.storage.database}.{name}"
-        return f"{self.lakehouse.rstrip('/')}/{name}"
+        lakehouse = self.lakehouse.rstrip("/")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", lakehouse):  # a local path, not hdfs:// or s3a://
+            lakehouse = os.path.abspath(lakehouse)  # Delta's table builder refuses relative paths
+        return f"{lakehouse}/{name}"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -136,9 +136,9 @@ class _Batch:
 def _land(spark: SparkSession, path: str, fmt: str, dataset: str) -> tuple[DataFrame, DatasetReport]:
     """Read and check one dataset's files; every column is kept, as landed."""
     landed = read_landing(spark, path, fmt)
-    stats = inspect_files(landed, path, fmt)
+    columns = inspect_files(landed, path, fmt)
     if fmt == "jsonl":
-        landed = jsonl_columns(landed, list(stats.columns))
+        landed = jsonl_columns(landed, list(columns))
     return landed, DatasetReport(dataset, path)
 
 

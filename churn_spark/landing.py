@@ -3,7 +3,7 @@
 ``read_landing`` returns the columns of the files, plus the original record
 (``_record``) and the file it came from (``_source_file``), so that a row breaking the
 contract can be quarantined exactly as it arrived. ``inspect_files`` is the one pass over
-the landing data made before anything is written: it counts rows per file and raises
+the landing data made before anything is written: it finds the columns, and raises
 :class:`InputError` naming the first file that is not of the declared format at all.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
@@ -26,15 +25,6 @@ _PARSED = "_parsed"
 _SUFFIXES = ((".parquet", "parquet"), (".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl"),
              (".csv", "csv"))
 _FILE_URI = re.compile(r"((?:file|hdfs|s3a?|abfss?|gs|dbfs):/[^\s,;\]\)]+)")
-
-
-@dataclass(frozen=True)
-class FileStats:
-    """What one pass over the landing files found."""
-
-    rows: int
-    files: int
-    columns: tuple[str, ...]
 
 
 def infer_format(path: str) -> str:
@@ -111,8 +101,8 @@ def jsonl_columns(landed: DataFrame, names: list[str]) -> DataFrame:
     )
 
 
-def inspect_files(landed: DataFrame, path: str, fmt: str) -> FileStats:
-    """Count rows and columns, and refuse the batch if a file is not ``fmt`` at all.
+def inspect_files(landed: DataFrame, path: str, fmt: str) -> tuple[str, ...]:
+    """Refuse the batch if a file is not ``fmt`` at all; return the columns the files have.
 
     A text file is malformed when it is not valid UTF-8 (binary), or, for JSON lines,
     when not one of its lines is a JSON object. A row that parses but breaks the contract
@@ -125,7 +115,7 @@ def inspect_files(landed: DataFrame, path: str, fmt: str) -> FileStats:
     """
     binary = ~F.expr(f"is_valid_utf8({RECORD})") | F.col(RECORD).contains("\u0000") | \
         F.col(RECORD).contains("\ufffd")
-    aggregates = [F.count(F.lit(1)).alias("rows"), F.sum(binary.cast("int")).alias("binary")]
+    aggregates = [F.sum(binary.cast("int")).alias("binary")]
     if fmt == "jsonl":
         aggregates += [
             F.count(_PARSED).alias("parsed"),
@@ -144,7 +134,7 @@ def inspect_files(landed: DataFrame, path: str, fmt: str) -> FileStats:
         columns = sorted({key for stats in per_file for key in stats["keys"]})
     else:
         columns = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE)]
-    return FileStats(sum(r["rows"] for r in per_file), len(per_file), tuple(columns))
+    return tuple(columns)
 
 
 def _file_error(err: Exception, path: str, fmt: str) -> InputError:

@@ -50,11 +50,17 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
         Before anything is written, if a snapshot's label window is not complete in the data.
     """
     events, users = _inputs(spark, config)
-    last_event = events.agg(F.max("event_time")).first()[0]
-    check_label_windows(snapshot_dates, config.labels.horizon_days, last_event)
+    check_label_windows(snapshot_dates, config.labels.horizon_days,
+                        _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
     frame = build_training_set(events, users, snapshot_dates, config)
     check_schema(frame.drop("label"), config.features)
     return _replace_dates(frame, config, "training_set", snapshot_dates)
+
+
+def _last_event(events: DataFrame, needed: dt.date) -> dt.datetime | None:
+    """The last event time; only the partitions from ``needed`` on are read when they suffice."""
+    recent = events.where(F.col("event_date") >= needed).agg(F.max("event_time")).first()[0]
+    return recent if recent is not None else events.agg(F.max("event_time")).first()[0]
 
 
 def _inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFrame | None]:

@@ -175,3 +175,14 @@ def test_metastore_storage_writes_named_tables(spark: SparkSession, config: Conf
     ingest(spark, named, _jsonl(tmp_path / "in" / "events.jsonl", EVENTS))
     assertDataFrameEqual(spark.table(f"{database}.events").select(EVENT_COLUMNS), STORED)
     assert spark.table(f"{database}.ingest_log").count() == 1
+
+
+def test_relative_lakehouse_is_resolved_from_the_working_folder(
+    spark: SparkSession, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _jsonl(tmp_path / "in" / "events.jsonl", EVENTS[:2])
+    monkeypatch.chdir(tmp_path)
+    relative = config.model_copy(update={"lakehouse": "./lakehouse-rel"})
+    ingest(spark, relative, events)
+    assert (tmp_path / "lakehouse-rel" / "events" / "_delta_log").is_dir()
+    assert sorted(r.event_id for r in read_table(spark, relative, "events").collect()) == ["e1", "e2"]
