@@ -1,0 +1,1 @@
+"""Training: Petastorm feeds Spark data into PyTorch (feed), models, the loop, launchers."""
