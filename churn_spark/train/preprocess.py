@@ -1,0 +1,73 @@
+"""Preprocessing fitted on the training split in Spark: standardisation and category vocabularies.
+
+``fit`` runs one aggregation (means and standard deviations of the numeric features, the
+distinct values of the categorical ones) on the training rows only; ``apply`` turns any split
+into model inputs with Spark expressions, so that validation and test rows never inform the
+scaling. The fitted state is plain data (``to_dict`` / ``from_dict``) for checkpoints and the
+model registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+UNKNOWN = 0  # index of a category not seen in training
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Fitted state: per numeric feature its mean and std; per categorical one its vocabulary."""
+
+    numeric: dict[str, tuple[float, float]]
+    categorical: dict[str, list[str]]
+
+    def cardinalities(self) -> list[int]:
+        """Embedding sizes: each vocabulary plus the unknown slot."""
+        return [len(values) + 1 for values in self.categorical.values()]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> Preprocessing:
+        return cls({k: (float(m), float(s)) for k, (m, s) in state["numeric"].items()},
+                   {k: list(v) for k, v in state["categorical"].items()})
+
+
+def fit(train: DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessing:
+    """Fit on the training rows: one Spark aggregation, a few numbers per feature back.
+
+    Raises
+    ------
+    ValueError
+        If a named column is missing or the training rows are empty.
+    """
+    missing = sorted(set(numeric + categorical) - set(train.columns))
+    if missing:
+        raise ValueError(f"fit: columns not in the training rows: {', '.join(missing)}")
+    stats = train.agg(
+        *[F.avg(c).alias(f"m_{c}") for c in numeric],
+        *[F.stddev_pop(c).alias(f"s_{c}") for c in numeric],
+        *[F.array_sort(F.collect_set(c)).alias(f"v_{c}") for c in categorical],
+        F.count(F.lit(1)).alias("_rows"),
+    ).first()
+    if not stats["_rows"]:
+        raise ValueError("fit: the training rows are empty")
+    return Preprocessing(
+        numeric={c: (float(stats[f"m_{c}"]), float(stats[f"s_{c}"] or 0.0)) for c in numeric},
+        categorical={c: list(stats[f"v_{c}"]) for c in categorical},
+    )
+
+
+def apply(frame: DataFrame, prep: Preprocessing, keep: tuple[str, ...] = ()) -> DataFrame:
+    """Model inputs: standardised numerics (a constant column becomes 0) and category indices."""
+    scaled = [((F.col(c) - mean) / F.lit(std if std > 0 else 1.0)).cast("float").alias(c)
+              for c, (mean, std) in prep.numeric.items()]
+    indexed = []
+    for c, values in prep.categorical.items():
+        lookup = F.create_map(*[x for i, v in enumerate(values) for x in (F.lit(v), F.lit(i + 1))])
+        indexed.append(F.coalesce(lookup[F.col(c)], F.lit(UNKNOWN)).cast("int").alias(c))
+    return frame.select(*keep, *scaled, *indexed)

@@ -1,0 +1,44 @@
+"""Training groundwork: preprocessing fitted in Spark, models built on the meta device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyspark.sql import Row, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from churn_spark.train import preprocess
+from churn_spark.train.model import build_model
+
+
+def test_preprocessing_is_fitted_on_training_rows_and_applied_anywhere(spark: SparkSession) -> None:
+    train = spark.createDataFrame([(1.0, 5.0, "gold"), (3.0, 5.0, "basic"), (5.0, 5.0, "gold")],
+                                  "spend double, flat double, level string")
+    prep = preprocess.fit(train, ["spend", "flat"], ["level"])
+    assert prep.numeric == {"spend": (3.0, pytest.approx((8 / 3) ** 0.5)), "flat": (5.0, 0.0)}
+    assert prep.categorical == {"level": ["basic", "gold"]}
+    assert prep.cardinalities() == [3]
+    assert preprocess.Preprocessing.from_dict(prep.to_dict()) == prep
+
+    test = spark.createDataFrame([("u1", 3.0, 7.0, "gold"), ("u2", 3.0 + (8 / 3) ** 0.5, 5.0, "platinum")],
+                                 "user_id string, spend double, flat double, level string")
+    assertDataFrameEqual(preprocess.apply(test, prep, keep=("user_id",)),
+                         [Row("u1", 0.0, 2.0, 2), Row("u2", 1.0, 0.0, preprocess.UNKNOWN)])
+
+
+@pytest.mark.parametrize("kind", ["lr", "mlp"])
+def test_models_materialise_from_the_meta_device_reproducibly(kind: str) -> None:
+    first = build_model(kind, 3, [3, 5], torch.device("cpu"), seed=7)
+    again = build_model(kind, 3, [3, 5], torch.device("cpu"), seed=7)
+    other = build_model(kind, 3, [3, 5], torch.device("cpu"), seed=8)
+    for name, tensor in first.state_dict().items():
+        assert tensor.device.type == "cpu" and torch.isfinite(tensor).all()
+        assert torch.equal(tensor, again.state_dict()[name])
+    assert any(not torch.equal(t, other.state_dict()[n]) for n, t in first.state_dict().items())
+    logits = first(torch.randn(4, 3), torch.tensor([[0, 1], [2, 4], [1, 0], [0, 3]]))
+    assert logits.shape == (4,)
+
+
+def test_unknown_model_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown kind 'gbm'; choose one of lr, mlp"):
+        build_model("gbm", 3, [], torch.device("cpu"))
