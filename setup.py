@@ -24,6 +24,11 @@ CORE = [
     # Review sentiment: models that ship inside the packages (nothing downloaded at run time).
     "vaderSentiment==3.3.2",
     "snownlp==0.12.3",
+    # Training, evaluation and tracking.
+    "scikit-learn>=1.4,<1.8",
+    "lightgbm>=4.3,<5",
+    "mlflow>=2.14,<3",
+    "matplotlib>=3.8,<3.11",
 ]
 
 # What petastorm 0.13.1 really imports (its own metadata is not used, see above).

@@ -28,7 +28,7 @@ def _rows(loader) -> list[int]:
 
 def test_many_loaders_each_yield_every_row(converter) -> None:
     for attempt in range(40):
-        with open_batches(converter, batch_size=128, workers=4) as loader:
+        with open_batches(converter, batch_size=128, workers=4, shuffle_seed=attempt) as loader:
             assert _rows(loader) == list(range(ROWS)), f"loader {attempt} lost rows"
 
 

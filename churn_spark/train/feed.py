@@ -70,11 +70,18 @@ def make_converter(frame: DataFrame, cache_dir: str) -> SparkDatasetConverter:
 @contextmanager
 def open_batches(
     converter: SparkDatasetConverter, batch_size: int, rank: int = 0, world_size: int = 1,
-    workers: int = 2, epochs: int | None = 1,
+    workers: int = 1, shuffle_seed: int | None = None,
 ) -> Iterator[Any]:
-    """A torch DataLoader over this rank's shard (row groups ``rank::world_size``)."""
+    """One pass over this rank's shard (row groups ``rank::world_size``) as a torch DataLoader.
+
+    ``shuffle_seed`` shuffles the order of row groups reproducibly (None: file order); with
+    one worker the batches then come in the same order on every run, so that a resumed
+    training repeats exactly the batches an uninterrupted one would have seen.
+    """
+    order = ({"shuffle_row_groups": False} if shuffle_seed is None
+             else {"shuffle_row_groups": True, "seed": shuffle_seed + 1})  # petastorm reads seed 0 as "none"
     with converter.make_torch_dataloader(
-        batch_size=batch_size, num_epochs=epochs, workers_count=workers,
-        cur_shard=rank, shard_count=world_size, reader_pool_type="thread",
+        batch_size=batch_size, num_epochs=1, workers_count=workers,
+        cur_shard=rank, shard_count=world_size, reader_pool_type="thread", **order,
     ) as loader:
         yield loader

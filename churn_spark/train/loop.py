@@ -1,0 +1,155 @@
+"""The training loop: one ``Trainer`` for a single process and for every DDP rank.
+
+Rank 0 alone writes a checkpoint each epoch; ``train`` resumes from one when asked.
+Uneven Petastorm shards are handled with DDP's ``join`` (a rank that runs out of batches
+keeps answering the others' all-reduces), and the validation metric is computed over the
+whole validation set: every rank's predictions are gathered, so every rank takes the same
+early-stopping decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Opens one pass over this rank's batches; the argument is the epoch (None: validation order).
+Batches = Callable[[int | None], contextlib.AbstractContextManager[Iterator[dict[str, torch.Tensor]]]]
+
+
+@dataclass
+class Inputs:
+    """Which batch columns are numeric features, category indices and the label."""
+
+    numeric: list[str]
+    categorical: list[str]
+    label: str = "label"
+
+    def split(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+        numeric = torch.stack([batch[c].float() for c in self.numeric], dim=1).to(device)
+        if self.categorical:
+            categories = torch.stack([batch[c].long() for c in self.categorical], dim=1).to(device)
+        else:
+            categories = torch.zeros((numeric.shape[0], 0), dtype=torch.long, device=device)
+        return numeric, categories, batch[self.label].float().to(device)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the model and optimiser."""
+
+    epoch: int = 0  # epochs completed
+    best_auc: float = -1.0
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    """Fits a model on batches from ``train_batches`` and early-stops on validation AUC."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, inputs: Inputs,
+                 train_batches: Batches, valid_batches: Batches, checkpoint: str, seed: int = 0,
+                 patience: int = 3, extra_state: dict[str, Any] | None = None) -> None:
+        self.model, self.optimizer, self.loss, self.inputs = model, optimizer, loss, inputs
+        self.train_batches, self.valid_batches = train_batches, valid_batches
+        self.checkpoint, self.seed, self.patience = checkpoint, seed, patience
+        self.extra_state = extra_state or {}
+        self.device = next(model.parameters()).device
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.state = TrainState()
+
+    def _run_batch(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
+        numeric, categories, labels = self.inputs.split(batch, self.device)
+        self.optimizer.zero_grad()
+        loss = self.loss(self.model(numeric, categories), labels)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()) * len(labels), len(labels)
+
+    def _run_epoch(self, epoch: int) -> float:
+        torch.manual_seed(self.seed + epoch)  # dropout draws depend only on (seed, epoch): resumable
+        self.model.train()
+        total, rows = 0.0, 0
+        joined = self.model.join() if self.distributed else contextlib.nullcontext()
+        with joined, self.train_batches(self.seed * 1000 + epoch) as batches:
+            for batch in batches:
+                loss, n = self._run_batch(batch)
+                total, rows = total + loss, rows + n
+        sums = self._all_reduce([total, rows])
+        return sums[0] / max(sums[1], 1.0)
+
+    def _validate(self) -> float:
+        self.model.eval()
+        scores, labels = [], []
+        with torch.no_grad(), self.valid_batches(None) as batches:
+            for batch in batches:
+                numeric, categories, y = self.inputs.split(batch, self.device)
+                scores.append(torch.sigmoid(self._module()(numeric, categories)).cpu().numpy())
+                labels.append(y.cpu().numpy())
+        scores_all, labels_all = self._gather(np.concatenate(scores or [np.zeros(0)]),
+                                              np.concatenate(labels or [np.zeros(0)]))
+        return float(roc_auc_score(labels_all, scores_all))
+
+    def _save_checkpoint(self, path: str) -> None:
+        if self.rank != 0:
+            return
+        tmp = f"{path}.tmp"
+        torch.save({"model": self._module().state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "state": self.state.__dict__, **self.extra_state}, tmp)
+        os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
+
+    def _load_checkpoint(self) -> None:
+        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        self._module().load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = TrainState(**saved["state"])
+
+    def train(self, epochs: int, resume: bool = False) -> TrainState:
+        """Train up to ``epochs`` epochs (from the checkpoint when ``resume``); keep the best model."""
+        if resume and os.path.exists(self.checkpoint):
+            self._load_checkpoint()
+            log.info("resuming after epoch %d", self.state.epoch)
+        while self.state.epoch < epochs and self.state.stale_epochs < self.patience:
+            epoch = self.state.epoch
+            loss = self._run_epoch(epoch)
+            auc = self._validate()
+            self.state.history.append({"epoch": epoch, "loss": loss, "valid_auc": auc})
+            self.state.epoch = epoch + 1
+            if auc > self.state.best_auc:
+                self.state.best_auc, self.state.best_epoch, self.state.stale_epochs = auc, epoch, 0
+                self._save_checkpoint(self.checkpoint + ".best")
+            else:
+                self.state.stale_epochs += 1
+            self._save_checkpoint(self.checkpoint)
+            log.info("epoch %d: loss %.4f, valid AUC %.4f", epoch, loss, auc)
+        return self.state
+
+    def _module(self) -> nn.Module:
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def _all_reduce(self, values: list[float]) -> list[float]:
+        if not self.distributed:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def _gather(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.distributed:
+            return scores, labels
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (scores, labels))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
