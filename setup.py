@@ -29,6 +29,7 @@ CORE = [
     "lightgbm>=4.3,<5",
     "mlflow>=2.14,<3",
     "matplotlib>=3.8,<3.11",
+    "torchmetrics>=1.3,<2",
 ]
 
 # What petastorm 0.13.1 really imports (its own metadata is not used, see above).

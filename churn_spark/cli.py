@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--horizon", type=int, metavar="DAYS", help="label window after T (default from config)")
     labels.add_argument("--lookback", type=int, metavar="DAYS", help="eligibility window before T")
 
+    train = commands.add_parser("train", parents=[common], help="train LR, MLP (DDP) and LightGBM; evaluate; MLflow")
+    train.add_argument("--resume", action="store_true", help="continue the latest run from its checkpoints")
+
+    commands.add_parser("evaluate", parents=[common], help="re-evaluate the latest training run")
+
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
 
@@ -117,11 +122,27 @@ def _run(args: argparse.Namespace, config: Config) -> None:
         rows = job(spark, config, args.as_of)
         table = "user_features" if args.command == "features" else "training_set"
         print(f"{table}: {rows} rows for {len(args.as_of)} snapshot date(s)")
+    elif args.command in ("train", "evaluate"):
+        from churn_spark.train.job import evaluate_run, run_training
+
+        if args.command == "evaluate":
+            _print_metrics(evaluate_run(spark, config))
+            return
+        result = run_training(spark, config, resume=args.resume)
+        _print_metrics(result["metrics"])
+        print(f"run {result['run']}; registered {config.mlflow.model_name} version {result['version']}")
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 
         for step in run_all(spark, config):
             print(f"{step.name}: {step.seconds:.1f}s")
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(f"test snapshot {metrics['test_snapshot']}")
+    for model, values in metrics["models"].items():
+        print(f"{model:9s} ROC-AUC {values['roc_auc']:.4f}  PR-AUC {values['pr_auc']:.4f}  "
+              f"F1 {values['f1']:.4f}  top-decile lift {values['top_decile_lift']:.2f}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,37 @@ class LabelsConfig(_Section):
     eligibility: Literal["purchase", "any_activity"] = "purchase"
 
 
+class TrainConfig(_Section):
+    """Training: the time split, the models, and how they are launched."""
+
+    train_snapshots: list[dt.date] | None = None  # None: chosen from training_set (see split.py)
+    valid_snapshots: list[dt.date] | None = None
+    test_snapshots: list[dt.date] | None = None
+    models: list[Literal["lr", "mlp"]] = ["lr", "mlp"]
+    launcher: Literal["single", "torchrun", "torchdistributor"] = "torchdistributor"
+    num_processes: int = Field(2, ge=1)
+    local_mode: bool = True
+    use_gpu: bool = True
+    epochs: int = Field(15, ge=1)
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    threshold_rule: Literal["max_f1", "expected_cost"] = "max_f1"
+    cost_false_negative: float = Field(5.0, ge=0)  # a churner missed (expected_cost rule)
+    cost_false_positive: float = Field(1.0, ge=0)  # a retention offer to a loyal user
+    baseline_max_rows: int = Field(500_000, ge=1000)  # LightGBM trains on the driver
+
+
+class MlflowConfig(_Section):
+    """Where runs and models are tracked."""
+
+    tracking_uri: str = "./mlruns"  # a folder (local store) or any MLflow tracking URI
+    experiment: str = "churn-spark"
+    model_name: str = "churn-spark"
+
+
 class Config(_Section):
     """The whole configuration of one run."""
 
@@ -111,6 +142,8 @@ class Config(_Section):
     generate: GenerateConfig = GenerateConfig()
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
     def _history_covers_windows(self) -> "Config":

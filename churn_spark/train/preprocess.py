@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -35,6 +37,17 @@ class Preprocessing:
     def from_dict(cls, state: dict) -> Preprocessing:
         return cls({k: (float(m), float(s)) for k, (m, s) in state["numeric"].items()},
                    {k: list(v) for k, v in state["categorical"].items()})
+
+
+def to_arrays(frame: pd.DataFrame, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation)."""
+    numeric = np.column_stack([
+        ((frame[c].astype("float64") - mean) / (std if std > 0 else 1.0)).to_numpy(np.float32)
+        for c, (mean, std) in prep.numeric.items()]) if prep.numeric else np.zeros((len(frame), 0), np.float32)
+    categories = np.column_stack([
+        frame[c].map({v: i + 1 for i, v in enumerate(values)}).fillna(UNKNOWN).to_numpy(np.int64)
+        for c, values in prep.categorical.items()]) if prep.categorical else np.zeros((len(frame), 0), np.int64)
+    return numeric, categories
 
 
 def fit(train: DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessing:

@@ -1,0 +1,57 @@
+"""A trained model as one file: weights, kind, inputs, preprocessing, threshold; and its predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from churn_spark.train.model import build_model
+from churn_spark.train.preprocess import Preprocessing, to_arrays
+
+
+@dataclass
+class Bundle:
+    """Everything needed to score raw feature rows with a trained network."""
+
+    kind: str
+    state: dict[str, torch.Tensor]
+    preprocessing: Preprocessing
+    threshold: float = 0.5
+    version: str = ""
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.preprocessing.numeric, *self.preprocessing.categorical]
+
+    def save(self, path: str) -> None:
+        torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
+                    "threshold": self.threshold, "version": self.version}, path)
+
+    @classmethod
+    def load(cls, path: str) -> Bundle:
+        saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+        return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
+                   saved["threshold"], saved.get("version", ""))
+
+    @classmethod
+    def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing) -> Bundle:
+        """The best weights a training run checkpointed, as a bundle."""
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        return cls(kind, saved["model"], preprocessing)
+
+    def network(self) -> torch.nn.Module:
+        model = build_model(self.kind, len(self.preprocessing.numeric), self.preprocessing.cardinalities(),
+                            torch.device("cpu"))
+        model.load_state_dict(self.state)
+        return model.eval()
+
+    def predict_proba(self, rows: pd.DataFrame, network: torch.nn.Module | None = None) -> np.ndarray:
+        """Churn probabilities of raw feature rows (pandas), on the CPU."""
+        numeric, categories = to_arrays(rows, self.preprocessing)
+        with torch.no_grad():
+            logits = (network or self.network())(torch.from_numpy(numeric), torch.from_numpy(categories))
+        return torch.sigmoid(logits).numpy().astype("float64")

@@ -1,0 +1,185 @@
+"""The train job: split by time, preprocess in Spark, train each network with DDP, fit the
+LightGBM baseline on the same split, evaluate all on the test snapshot, track in MLflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from churn_spark import tables
+from churn_spark.config import Config
+from churn_spark.errors import InputError
+from churn_spark.evaluate import choose_threshold, write_report
+from churn_spark.features import catalogue
+from churn_spark.train import preprocess
+from churn_spark.train.bundle import Bundle
+from churn_spark.train.distributed import launch
+from churn_spark.train.split import Split, choose_split
+
+log = logging.getLogger(__name__)
+
+
+def run_training(spark: SparkSession, config: Config, resume: bool = False) -> dict[str, Any]:
+    """Train every configured model and the baseline; write the run, the report and metrics.json."""
+    from churn_spark.train.feed import make_converter
+    from churn_spark.train.tracking import track_run
+
+    if not tables.table_exists(spark, config, "training_set"):
+        raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
+    training = tables.read_table(spark, config, "training_set")
+    split = _split(training, config)
+    features = catalogue(config.features)
+    numeric = [f.name for f in features if f.dtype != "string"]
+    categorical = [f.name for f in features if f.dtype == "string"]
+    parts = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name))))
+             for name in ("train", "valid", "test")}
+    prep = preprocess.fit(parts["train"], numeric, categorical)
+    run_dir = _run_dir(config, resume)
+    cache = f"file://{run_dir.parent / 'petastorm_cache'}"
+    converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
+        max(2, config.train.num_processes)), cache) for name in ("train", "valid")}
+    (run_dir / "split.json").write_text(json.dumps({k: [str(d) for d in getattr(split, k)]
+                                                    for k in ("train", "valid", "test")}))
+    valid_rows = parts["valid"].toPandas()
+    positives, negatives = _class_counts(parts["train"])
+    summaries = {}
+    try:
+        for kind in config.train.models:
+            params = _params(config, kind, prep, converters, run_dir, positives, negatives, resume)
+            began = time.perf_counter()
+            summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
+                                        config.train.local_mode), "seconds": time.perf_counter() - began}
+            bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep)
+            bundle.threshold = _threshold(config, valid_rows["label"].to_numpy(), bundle.predict_proba(valid_rows))
+            bundle.save(str(run_dir / f"{kind}.pt"))
+    finally:
+        for converter in converters.values():
+            converter.delete()
+    _fit_lightgbm(parts["train"], valid_rows, numeric, categorical, config, run_dir)
+    metrics = evaluate_run(spark, config, run_dir)
+    version = track_run(config, split, summaries, metrics, run_dir)
+    (run_dir.parent / "LATEST").write_text(run_dir.name)
+    return {"run": run_dir.name, "split": split, "metrics": metrics, "summaries": summaries, "version": version}
+
+
+def evaluate_run(spark: SparkSession, config: Config, run_dir: Path | None = None) -> dict:
+    """Score the run's models (and the recency-only reference) on its validation and test
+    snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``."""
+    models = Path(config.table("events")).parent / "models"
+    if run_dir is None:
+        if not (models / "LATEST").exists():
+            raise InputError(f"{models}: no training run to evaluate; run churn-spark train first")
+        run_dir = models / (models / "LATEST").read_text().strip()
+    saved = json.loads((run_dir / "split.json").read_text())
+    split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")))
+    training = tables.read_table(spark, config, "training_set")
+    rows = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name)))).toPandas()
+            for name in ("valid", "test")}
+    scores = {}
+    for kind in config.train.models:
+        bundle = Bundle.load(str(run_dir / f"{kind}.pt"))
+        network = bundle.network()
+        scores[kind] = {name: bundle.predict_proba(part, network) for name, part in rows.items()}
+    booster = lgb.Booster(model_file=str(run_dir / "lightgbm.txt"))
+    levels = json.loads((run_dir / "lightgbm_categories.json").read_text())
+    scores["lightgbm"] = {name: booster.predict(_lgb_inputs(part, booster.feature_name(), levels))
+                          for name, part in rows.items()}
+    # The reference to beat: days since the last purchase, scaled to [0, 1] (only its order matters).
+    history = float(config.features.history_days)
+    scores["recency"] = {name: np.minimum(part["days_since_last_purchase"].to_numpy(float) / history, 1.0)
+                         for name, part in rows.items()}
+    return _report(config, split, rows, scores, run_dir)
+
+
+def _split(training: DataFrame, config: Config) -> Split:
+    available = [r.snapshot_date for r in training.select("snapshot_date").distinct().collect()]
+    settings = config.train
+    return choose_split(available, config.labels.horizon_days, settings.train_snapshots,
+                        settings.valid_snapshots, settings.test_snapshots)
+
+
+def _run_dir(config: Config, resume: bool) -> Path:
+    models = Path(config.table("events")).parent / "models"
+    latest = models / "LATEST"
+    if resume and latest.exists():
+        return models / latest.read_text().strip()
+    run_dir = models / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    latest.write_text(run_dir.name)  # a killed run can be resumed
+    return run_dir
+
+
+def _class_counts(train: DataFrame) -> tuple[int, int]:
+    counts = train.agg(F.sum("label").alias("p"), F.count(F.lit(1)).alias("n")).first()
+    positives = int(counts["p"] or 0)
+    if positives == 0 or positives == counts["n"]:
+        raise InputError("train: the training snapshots hold one class only; label more snapshot dates")
+    return positives, int(counts["n"]) - positives
+
+
+def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converters: dict, run_dir: Path,
+            positives: int, negatives: int, resume: bool) -> dict[str, Any]:
+    settings = config.train
+    return dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
+                cardinalities=prep.cardinalities(), seed=settings.seed, learning_rate=settings.learning_rate,
+                weight_decay=settings.weight_decay, batch_size=settings.batch_size,
+                pos_weight=negatives / positives, epochs=settings.epochs, patience=settings.patience,
+                train=converters["train"], valid=converters["valid"], use_gpu=settings.use_gpu,
+                checkpoint=str(run_dir / f"{kind}.ckpt"), resume=resume,
+                extra_state={"preprocessing": prep.to_dict()})
+
+
+def _threshold(config: Config, labels: np.ndarray, scores: np.ndarray) -> float:
+    settings = config.train
+    return choose_threshold(labels, scores, settings.threshold_rule, settings.cost_false_negative,
+                            settings.cost_false_positive)
+
+
+def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, numeric: list[str], categorical: list[str],
+                  config: Config, run_dir: Path) -> None:
+    """The baseline on the same features and split (trained on the driver, sampled above a cap)."""
+    total = train.count()
+    cap = config.train.baseline_max_rows
+    frame = (train if total <= cap else train.sample(fraction=cap / total, seed=config.train.seed)).toPandas()
+    levels = {c: sorted(frame[c].dropna().unique().tolist()) for c in categorical}
+    columns = numeric + categorical
+    model = lgb.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, subsample=0.8,
+                               subsample_freq=1, colsample_bytree=0.8, random_state=config.train.seed,
+                               verbose=-1)
+    model.fit(_lgb_inputs(frame, columns, levels), frame["label"],
+              eval_set=[(_lgb_inputs(valid, columns, levels), valid["label"])],
+              callbacks=[lgb.early_stopping(30, verbose=False)])
+    model.booster_.save_model(str(run_dir / "lightgbm.txt"))
+    (run_dir / "lightgbm_categories.json").write_text(json.dumps(levels))
+
+
+def _lgb_inputs(rows: pd.DataFrame, columns: list[str], levels: dict[str, list[str]]) -> pd.DataFrame:
+    """Feature columns, text ones as categoricals with the training split's levels."""
+    out = rows[columns].copy()
+    for c, values in levels.items():
+        out[c] = pd.Categorical(out[c], categories=values)
+    return out
+
+
+def _report(config: Config, split: Split, rows: dict[str, pd.DataFrame], scores: dict[str, dict],
+            run_dir: Path) -> dict:
+    valid_y, test_y = rows["valid"]["label"].to_numpy(int), rows["test"]["label"].to_numpy(int)
+    thresholds = {name: _threshold(config, valid_y, s["valid"]) for name, s in scores.items()}
+    test = {name: (test_y, s["test"]) for name, s in scores.items()}
+    reports = Path(config.table("events")).parent / "reports"
+    metrics = write_report(test, thresholds, split.test[0], reports / run_dir.name)
+    latest = reports / "latest"
+    latest.mkdir(parents=True, exist_ok=True)
+    for item in (reports / run_dir.name).iterdir():
+        (latest / item.name).write_bytes(item.read_bytes())
+    return metrics
