@@ -14,6 +14,7 @@ from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
 from churn_spark.snapshots import run_features, run_labels
+from churn_spark.train.job import run_training
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,8 @@ def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
 
 
 def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
-    """Generate demo landing files, ingest them into Delta, then features and labels.
-
-    Later stages (training, scoring) join this list as they are built.
+    """Generate demo landing files, ingest them into Delta, features, labels, then train and
+    evaluate the models. Scoring joins this list when it is built.
     """
     demo = f"{config.landing.rstrip('/')}/demo"
     fmt = config.generate.format
@@ -69,6 +69,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ("ingest", _ingest),
         ("features", lambda: run_features(spark, config, featured)),
         ("labels", lambda: run_labels(spark, config, labelled)),
+        ("train", lambda: run_training(spark, config)),
     ]
     results = []
     for number, (name, step) in enumerate(steps, start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -35,10 +36,11 @@ def test_missing_landing_path_is_one_line(tmp_path: Path) -> None:
 
 def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path) -> None:
     overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"landing={tmp_path / 'landing'}",
-                 "generate.users=60", "generate.days=100", "generate.dirty_fraction=0.02"]
+                 "generate.users=120", "generate.days=180", "generate.dirty_fraction=0.02",
+                 "train.epochs=2", f"mlflow.tracking_uri={tmp_path / 'mlruns'}"]
     result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[4/4] labels done" in result.stderr
+    assert "[5/5] train done" in result.stderr
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
     (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
@@ -47,3 +49,5 @@ def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path
     assert events_log.rows_written == stored > 0
     assert events_log.rows_read == stored + events_log.duplicates_skipped + events_log.quarantined
     assert 0 < quarantined <= events_log.quarantined
+    metrics = json.loads((tmp_path / "lakehouse" / "reports" / "latest" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency"}
