@@ -57,9 +57,10 @@ def test_two_ddp_processes_through_torchdistributor_with_uneven_shards(data, tmp
 def test_torchrun_ranks_return_the_same_result(data, tmp_path: Path) -> None:
     params, result = tmp_path / "params.pkl", tmp_path / "result.pkl"
     params.write_bytes(pickle.dumps(_params(data, tmp_path / "ckpt.pt", "lr", epochs=2)))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    "-m", "churn_spark.train.distributed", str(params), str(result)], cwd=ROOT, check=True,
-                   capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "churn_spark.train.distributed", str(params), str(result)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
     ranks = [pickle.loads((tmp_path / f"result.pkl.rank{r}").read_bytes()) for r in range(2)]
     assert ranks[0] == ranks[1] and ranks[0]["world_size"] == 2
 

@@ -64,7 +64,7 @@ def run_rank(params: dict[str, Any]) -> dict[str, Any]:
                           extra_state=params.get("extra_state"))
         state = trainer.train(params["epochs"], resume=params.get("resume", False))
         return {"best_auc": state.best_auc, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-                "history": state.history, "checkpoint": params["checkpoint"] + ".best", "world_size": world,
+                "history": state.history, "epoch_seconds": state.epoch_seconds, "checkpoint": params["checkpoint"] + ".best", "world_size": world,
                 "device": device.type}
     finally:
         if world > 1:

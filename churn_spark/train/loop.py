@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class TrainState:
     best_epoch: int = -1
     stale_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time of each training pass
 
 
 class Trainer:
@@ -124,7 +126,10 @@ class Trainer:
             log.info("resuming after epoch %d", self.state.epoch)
         while self.state.epoch < epochs and self.state.stale_epochs < self.patience:
             epoch = self.state.epoch
+            began = time.perf_counter()
             loss = self._run_epoch(epoch)
+            # The slowest rank's time, so that every rank reports the same figures.
+            self.state.epoch_seconds.append(self._all_reduce([time.perf_counter() - began], max_of=True)[0])
             auc = self._validate()
             self.state.history.append({"epoch": epoch, "loss": loss, "valid_auc": auc})
             self.state.epoch = epoch + 1
@@ -140,11 +145,11 @@ class Trainer:
     def _module(self) -> nn.Module:
         return self.model.module if hasattr(self.model, "module") else self.model
 
-    def _all_reduce(self, values: list[float]) -> list[float]:
+    def _all_reduce(self, values: list[float], max_of: bool = False) -> list[float]:
         if not self.distributed:
             return values
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if max_of else dist.ReduceOp.SUM)
         return tensor.tolist()
 
     def _gather(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
