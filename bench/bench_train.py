@@ -76,8 +76,10 @@ class _InMemory:
         self.rows = len(self.columns["label"])
 
     def __call__(self, epoch: int):
+        # Shuffled once per epoch (one gather), then contiguous slices: the cheapest batching.
         order = torch.randperm(self.rows, generator=torch.Generator().manual_seed(epoch))
-        batches = ({c: v[order[i:i + BATCH]] for c, v in self.columns.items()} for i in range(0, self.rows, BATCH))
+        shuffled = {c: v[order] for c, v in self.columns.items()}
+        batches = ({c: v[i:i + BATCH] for c, v in shuffled.items()} for i in range(0, self.rows, BATCH))
         return _Nullcontext(batches)
 
 

@@ -165,6 +165,10 @@ class Config(_Section):
             raise ValueError(f"table: unknown table {name!r}; known: {', '.join(TABLES)}")
         if self.storage.kind == "metastore":
             return f"{self.storage.database}.{name}"
+        return self.location(name)
+
+    def location(self, name: str) -> str:
+        """``name`` under the lakehouse (tables, ``reports``, ``models``): an absolute path or URI."""
         lakehouse = self.lakehouse.rstrip("/")
         if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", lakehouse):  # a local path, not hdfs:// or s3a://
             lakehouse = os.path.abspath(lakehouse)  # Delta's table builder refuses relative paths

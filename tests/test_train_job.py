@@ -50,7 +50,7 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
 
 def test_report_and_evaluate_agree(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     config, result = trained
-    latest = Path(config.table("events")).parent / "reports" / "latest"
+    latest = Path(config.location("reports")) / "latest"
     assert json.loads((latest / "metrics.json").read_text()) == result["metrics"]
     assert evaluate_run(spark, config) == result["metrics"]
 
@@ -61,7 +61,7 @@ def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: t
     model = mlflow.pyfunc.load_model(f"models:/{config.mlflow.model_name}/{result['version']}")
     rows = read_table(spark, config, "training_set").where(F.col("snapshot_date") == SNAPSHOTS[-1]).toPandas()
     version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
-    bundle = Bundle.load(str(Path(config.table("events")).parent / "models" / result["run"] / f"{version.tags['kind']}.pt"))
+    bundle = Bundle.load(str(Path(config.location("models")) / result["run"] / f"{version.tags['kind']}.pt"))
     assert np.allclose(model.predict(rows)["churn_probability"].to_numpy(), bundle.predict_proba(rows))
     assert float(version.tags["threshold"]) == pytest.approx(bundle.threshold)
     assert version.tags["features"].split(",") == bundle.features

@@ -75,7 +75,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
 def evaluate_run(spark: SparkSession, config: Config, run_dir: Path | None = None) -> dict:
     """Score the run's models (and the recency-only reference) on its validation and test
     snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``."""
-    models = Path(config.table("events")).parent / "models"
+    models = Path(config.location("models"))
     if run_dir is None:
         if not (models / "LATEST").exists():
             raise InputError(f"{models}: no training run to evaluate; run churn-spark train first")
@@ -109,7 +109,7 @@ def _split(training: DataFrame, config: Config) -> Split:
 
 
 def _run_dir(config: Config, resume: bool) -> Path:
-    models = Path(config.table("events")).parent / "models"
+    models = Path(config.location("models"))
     latest = models / "LATEST"
     if resume and latest.exists():
         return models / latest.read_text().strip()
@@ -176,7 +176,7 @@ def _report(config: Config, split: Split, rows: dict[str, pd.DataFrame], scores:
     valid_y, test_y = rows["valid"]["label"].to_numpy(int), rows["test"]["label"].to_numpy(int)
     thresholds = {name: _threshold(config, valid_y, s["valid"]) for name, s in scores.items()}
     test = {name: (test_y, s["test"]) for name, s in scores.items()}
-    reports = Path(config.table("events")).parent / "reports"
+    reports = Path(config.location("reports"))
     metrics = write_report(test, thresholds, split.test[0], reports / run_dir.name)
     latest = reports / "latest"
     latest.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
                                    step=int(row["epoch"]))
         for model, values in metrics["models"].items():
             mlflow.log_metrics({f"test_{model}_{name}": value for name, value in values.items()})
-        mlflow.log_artifacts(str(Path(config.table("events")).parent / "reports" / run_dir.name), "report")
+        mlflow.log_artifacts(str(Path(config.location("reports")) / run_dir.name), "report")
         best = max(summaries, key=lambda kind: metrics["models"][kind]["roc_auc"])
         bundle = Bundle.load(str(run_dir / f"{best}.pt"))
         info = mlflow.pyfunc.log_model(
