@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.contract import (
-    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, ContractField, validate_events, validate_users,
+    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, validate_events, validate_users,
 )
 from churn_spark.errors import InputError
 from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing

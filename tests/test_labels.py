@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from churn_spark.config import Config, load_config
+from churn_spark.config import load_config
 from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
 from churn_spark.errors import InputError
 from churn_spark.features import compute_features

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-DTYPES = {"int": "int", "double": "double", "string": "string"}
-
-
 @dataclass(frozen=True)
 class Feature:
     """One feature of the catalogue."""

@@ -31,7 +31,7 @@ def features(ctx: Context) -> list[Feature]:
         for c in CHANNELS
     ]
     out.append(Feature(
-        f"channel_share_other_{w}d", "double", w, f"share of events through other or unknown channels", 0.0,
+        f"channel_share_other_{w}d", "double", w, "share of events through other or unknown channels", 0.0,
         lambda: safe_div(F.sum(F.when(in_window() & ~F.coalesce(F.col("channel").isin(*CHANNELS), F.lit(False)),
                                       1).otherwise(0)), total())))
     profile = [
