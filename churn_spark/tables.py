@@ -7,6 +7,9 @@ and write goes through the helpers here so that both kinds work everywhere.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -15,6 +18,8 @@ from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructFi
 
 from churn_spark.config import Config
 from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,3 +109,21 @@ def append(frame: DataFrame, config: Config, name: str) -> None:
         writer.saveAsTable(location)
     else:
         writer.save(location)
+
+
+def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date]) -> int:
+    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction)."""
+    dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
+    writer = (frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date")
+              .option("replaceWhere", f"snapshot_date IN ({dates})"))
+    spark, location = frame.sparkSession, config.table(name)
+    before = delta_table(spark, config, name).history(1).first()["version"] if table_exists(spark, config, name) else -1
+    if config.storage.kind == "metastore":
+        writer.saveAsTable(location)
+    else:
+        writer.save(location)
+    written = delta_table(spark, config, name).history(1).first()
+    # Nothing to add and nothing to remove is no commit at all: then no rows were written.
+    rows = int(written["operationMetrics"].get("numOutputRows", 0)) if written["version"] > before else 0
+    log.info("%s: wrote %d rows for %d snapshot date(s)", name, rows, len(set(snapshot_dates)))
+    return rows
