@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +28,25 @@ class Bundle:
     def features(self) -> list[str]:
         return [*self.preprocessing.numeric, *self.preprocessing.categorical]
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | io.BytesIO) -> None:
         torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
                     "threshold": self.threshold, "version": self.version}, path)
 
     @classmethod
-    def load(cls, path: str) -> Bundle:
+    def load(cls, path: str | io.BytesIO) -> Bundle:
         saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
         return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
                    saved["threshold"], saved.get("version", ""))
+
+    def to_bytes(self) -> bytes:
+        """The bundle as bytes (broadcast to executors by the scoring job)."""
+        buffer = io.BytesIO()
+        self.save(buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Bundle:
+        return cls.load(io.BytesIO(data))
 
     @classmethod
     def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing) -> Bundle:
@@ -54,4 +65,9 @@ class Bundle:
         numeric, categories = to_arrays(rows, self.preprocessing)
         with torch.no_grad():
             logits = (network or self.network())(torch.from_numpy(numeric), torch.from_numpy(categories))
-        return torch.sigmoid(logits).numpy().astype("float64")
+        return probabilities(logits)
+
+
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    """The network's logits as churn probabilities (float64), computed once, one way."""
+    return torch.sigmoid(logits.detach()).numpy().astype("float64")

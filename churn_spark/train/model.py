@@ -1,6 +1,8 @@
 """Models: logistic regression (the baseline of the original design) and a tabular MLP.
 
-Both take standardised numeric features and category indices and return one logit per row.
+Both take standardised numeric features and category indices and return one logit per row;
+``forward`` is ``head(numeric, embed(categories))``, so that scoring can take gradients with
+respect to the embedded categories too (per-user reasons, see ``churn_spark.explain``).
 ``build_model`` creates the parameters on torch's meta device (no memory, no init work) and
 materialises them on the target device with ``to_empty`` + ``reset_parameters``: the job
 torchdistx's deferred initialisation did, with torch's own API.
@@ -21,9 +23,19 @@ class LogisticRegression(nn.Module):
         self.category_weights = nn.ModuleList(nn.Embedding(n, 1) for n in cardinalities)
 
     def forward(self, numeric: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        return self.head(numeric, self.embed(categories))
+
+    def category_tables(self) -> nn.ModuleList:
+        return self.category_weights
+
+    def embed(self, categories: torch.Tensor) -> list[torch.Tensor]:
+        """Each categorical column's learned weight, one (rows, 1) tensor per column."""
+        return [weights(categories[:, column]) for column, weights in enumerate(self.category_weights)]
+
+    def head(self, numeric: torch.Tensor, embedded: list[torch.Tensor]) -> torch.Tensor:
         logit = self.linear(numeric).squeeze(-1)
-        for column, weights in enumerate(self.category_weights):
-            logit = logit + weights(categories[:, column]).squeeze(-1)
+        for weight in embedded:
+            logit = logit + weight.squeeze(-1)
         return logit
 
 
@@ -43,7 +55,16 @@ class TabularMLP(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, numeric: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
-        embedded = [e(categories[:, i]) for i, e in enumerate(self.embeddings)]
+        return self.head(numeric, self.embed(categories))
+
+    def category_tables(self) -> nn.ModuleList:
+        return self.embeddings
+
+    def embed(self, categories: torch.Tensor) -> list[torch.Tensor]:
+        """Each categorical column's embedding, one (rows, embedding_dim) tensor per column."""
+        return [e(categories[:, i]) for i, e in enumerate(self.embeddings)]
+
+    def head(self, numeric: torch.Tensor, embedded: list[torch.Tensor]) -> torch.Tensor:
         return self.body(torch.cat([numeric, *embedded], dim=1)).squeeze(-1)
 
 

@@ -7,6 +7,7 @@ and calls ``predict`` on raw feature rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ import mlflow
 import pandas as pd
 
 from churn_spark.config import Config
+from churn_spark.errors import InputError
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.split import Split
 
@@ -59,13 +61,47 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
             mlflow.log_metrics({f"test_{model}_{name}": value for name, value in values.items()})
         mlflow.log_artifacts(str(Path(config.location("reports")) / run_dir.name), "report")
         best = max(summaries, key=lambda kind: metrics["models"][kind]["roc_auc"])
-        bundle = Bundle.load(str(run_dir / f"{best}.pt"))
-        info = mlflow.pyfunc.log_model(
-            "model", python_model=ChurnModel(), artifacts={"bundle": str(run_dir / f"{best}.pt")},
-            registered_model_name=config.mlflow.model_name)
-        version = str(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        for key, value in {"kind": best, "threshold": bundle.threshold, "features": ",".join(bundle.features),
-                           "test_roc_auc": metrics["models"][best]["roc_auc"], "run": run_dir.name}.items():
-            client.set_model_version_tag(config.mlflow.model_name, version, key, str(value))
+        return register_bundle(config, run_dir / f"{best}.pt",
+                               {"test_roc_auc": metrics["models"][best]["roc_auc"], "run": run_dir.name})
+
+
+def register_bundle(config: Config, path: str | Path, tags: dict[str, Any] | None = None) -> str:
+    """Log a bundle file as the pyfunc model of the active run (or of a new one), register it
+    under ``mlflow.model_name`` with its kind, threshold and features as tags; return its version."""
+    mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
+    bundle = Bundle.load(str(path))
+    if not mlflow.active_run():
+        mlflow.set_experiment(config.mlflow.experiment)
+    with contextlib.nullcontext() if mlflow.active_run() else mlflow.start_run(run_name=Path(path).stem):
+        info = mlflow.pyfunc.log_model("model", python_model=ChurnModel(), artifacts={"bundle": str(path)},
+                                       registered_model_name=config.mlflow.model_name)
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in {"kind": bundle.kind, "threshold": bundle.threshold, "features": ",".join(bundle.features),
+                       **(tags or {})}.items():
+        client.set_model_version_tag(config.mlflow.model_name, version, key, str(value))
     return version
+
+
+def load_registered(config: Config, version: str | None = None) -> tuple[str, Bundle]:
+    """The registered model's version (the latest when ``version`` is None) and its bundle.
+
+    Raises
+    ------
+    InputError
+        If the model or the version is not registered at the tracking URI.
+    """
+    uri = tracking_uri(config.mlflow.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    name = config.mlflow.model_name
+    known = sorted(int(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'"))
+    if not known:
+        raise InputError(f"model {name}: nothing registered at {uri}; run churn-spark train first")
+    chosen = str(known[-1]) if version in (None, "latest") else str(version)
+    if not chosen.isdigit() or int(chosen) not in known:
+        raise InputError(f"model {name}: no version {version} at {uri}; registered: "
+                         f"{', '.join(map(str, known))}")
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{chosen}")
+    bundle = model.unwrap_python_model().bundle
+    bundle.version = chosen
+    return chosen, bundle
