@@ -52,8 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("evaluate", parents=[common], help="re-evaluate the latest training run")
 
+    score = commands.add_parser("score", parents=[common], help="score every user at a date; alerts; summary")
+    score.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
+                       help="snapshot date YYYY-MM-DD (default: today, UTC)")
+    score.add_argument("--model-version", metavar="V", help="registered model version (default: the latest)")
+    score.add_argument("--no-alerts", action="store_true", help="write churn_scores only")
+
+    alerts = commands.add_parser("alerts", parents=[common], help="alerts and exports of a scoring run")
+    alerts.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
+                        help="snapshot date of the scoring run (default: today, UTC)")
+
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
 def parse_dates(text: str) -> list[dt.date]:
@@ -131,6 +145,18 @@ def _run(args: argparse.Namespace, config: Config) -> None:
         result = run_training(spark, config, resume=args.resume)
         _print_metrics(result["metrics"])
         print(f"run {result['run']}; registered {config.mlflow.model_name} version {result['version']}")
+    elif args.command in ("score", "alerts"):
+        from churn_spark.alerts import run_alerts
+        from churn_spark.score import run_scoring
+
+        if args.command == "score":
+            result = run_scoring(spark, config, args.as_of, args.model_version)
+            print(f"churn_scores: {result.users} users at {result.snapshot_date}, model version "
+                  f"{result.model_version}, tier cut-offs high {result.cuts['high']:.4f} medium "
+                  f"{result.cuts['medium']:.4f}")
+            if args.no_alerts:
+                return
+        print("\n".join(run_alerts(spark, config, args.as_of).lines()))
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 

@@ -29,6 +29,7 @@ TABLES = (
     "training_set",
     "churn_scores",
     "alerts",
+    "score_runs",
 )
 
 
@@ -123,6 +124,51 @@ class TrainConfig(_Section):
     baseline_max_rows: int = Field(500_000, ge=1000)  # LightGBM trains on the driver
 
 
+class ScoreConfig(_Section):
+    """Risk tiers and reasons of the scoring job.
+
+    ``tiers_by: quantile`` puts users at or above the ``high`` quantile of the scored population
+    in the high tier and those at or above ``medium`` in the medium tier (0.9 / 0.7: the top 10%
+    and the next 20%); ``tiers_by: probability`` reads ``high`` / ``medium`` as probabilities.
+    """
+
+    tiers_by: Literal["quantile", "probability"] = "quantile"
+    high: float = Field(0.9, gt=0, lt=1)
+    medium: float = Field(0.7, gt=0, lt=1)
+    reasons: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ScoreConfig":
+        if self.medium >= self.high:
+            raise ValueError(f"medium ({self.medium}) must be below high ({self.high})")
+        return self
+
+
+class ActionRule(_Section):
+    """A retention action for users whose top reasons match any of ``features`` (glob patterns)."""
+
+    action: str
+    features: list[str] = Field(min_length=1)
+
+
+class AlertsConfig(_Section):
+    """Who is alerted, what is suggested, and how exports name users."""
+
+    probability_rise: float = Field(0.2, gt=0, le=1)  # since the previous scoring run
+    actions: list[ActionRule] = [
+        ActionRule(action="service follow-up call",
+                   features=["service_*", "refund*", "low_rating_share_*", "rating_mean_*", "sentiment_mean_*"]),
+        ActionRule(action="coupon for a category they bought before",
+                   features=["spend_*", "purchases_*", "items_*", "avg_order_value_*", "overdue_ratio",
+                             "cart_*", "repurchase_rate"]),
+        ActionRule(action="win-back email",
+                   features=["days_since_last_*", "*_seen", "sessions_*", "active_days_*", "views_*", "dwell_*"]),
+    ]
+    default_action: str = "personal check-in email"
+    pseudonymise: bool = False  # exports carry sha256(salt + user_id); the salt comes from salt_env
+    salt_env: str = "CHURN_EXPORT_SALT"
+
+
 class MlflowConfig(_Section):
     """Where runs and models are tracked."""
 
@@ -143,6 +189,8 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
     train: TrainConfig = TrainConfig()
+    score: ScoreConfig = ScoreConfig()
+    alerts: AlertsConfig = AlertsConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from churn_spark.alerts import run_alerts
 from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
+from churn_spark.score import run_scoring
 from churn_spark.snapshots import run_features, run_labels
 from churn_spark.train.job import run_training
 
@@ -51,8 +53,9 @@ def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
 
 
 def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
-    """Generate demo landing files, ingest them into Delta, features, labels, then train and
-    evaluate the models. Scoring joins this list when it is built.
+    """Generate demo landing files, ingest them into Delta, features, labels, train and evaluate
+    the models, score the last two feature snapshots and list the alerts of each (the second
+    run's alerts are the users newly at risk since the first).
     """
     demo = f"{config.landing.rstrip('/')}/demo"
     fmt = config.generate.format
@@ -64,12 +67,25 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ingest(spark, config, f"{demo}/events", f"{demo}/users", fmt)
 
     featured, labelled = demo_snapshots(config)
+    scored = featured[-2:]
+
+    def _score() -> None:
+        for as_of in scored:
+            run_scoring(spark, config, as_of)
+
+    def _alerts() -> None:
+        for as_of in scored:
+            for line in run_alerts(spark, config, as_of).lines():
+                log.info("%s", line)
+
     steps: list[tuple[str, Callable[[], None]]] = [
         ("generate", _generate),
         ("ingest", _ingest),
         ("features", lambda: run_features(spark, config, featured)),
         ("labels", lambda: run_labels(spark, config, labelled)),
         ("train", lambda: run_training(spark, config)),
+        ("score", _score),
+        ("alerts", _alerts),
     ]
     results = []
     for number, (name, step) in enumerate(steps, start=1):

@@ -7,7 +7,6 @@ re-running a date replaces exactly that date's partition (Delta ``replaceWhere``
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
@@ -18,9 +17,6 @@ from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.features import KEYS, assemble, check_schema, compute_features
 from churn_spark.labels import check_label_windows, label_aggregates
-
-log = logging.getLogger(__name__)
-
 
 def build_training_set(
     events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config
@@ -35,10 +31,10 @@ def build_training_set(
 
 def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
     """Compute and write ``user_features`` for the dates; return the rows written."""
-    events, users = _inputs(spark, config)
+    events, users = read_inputs(spark, config)
     frame = compute_features(events, users, snapshot_dates, config.features)
     check_schema(frame, config.features)
-    return _replace_dates(frame, config, "user_features", snapshot_dates)
+    return tables.replace_dates(frame, config, "user_features", snapshot_dates)
 
 
 def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
@@ -49,12 +45,12 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
     InputError
         Before anything is written, if a snapshot's label window is not complete in the data.
     """
-    events, users = _inputs(spark, config)
+    events, users = read_inputs(spark, config)
     check_label_windows(snapshot_dates, config.labels.horizon_days,
                         _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
     frame = build_training_set(events, users, snapshot_dates, config)
     check_schema(frame.drop("label"), config.features)
-    return _replace_dates(frame, config, "training_set", snapshot_dates)
+    return tables.replace_dates(frame, config, "training_set", snapshot_dates)
 
 
 def _last_event(events: DataFrame, needed: dt.date) -> dt.datetime | None:
@@ -63,24 +59,8 @@ def _last_event(events: DataFrame, needed: dt.date) -> dt.datetime | None:
     return recent if recent is not None else events.agg(F.max("event_time")).first()[0]
 
 
-def _inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFrame | None]:
+def read_inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFrame | None]:
     if not tables.table_exists(spark, config, "events"):
         raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
     users = tables.read_table(spark, config, "users") if tables.table_exists(spark, config, "users") else None
     return tables.read_table(spark, config, "events"), users
-
-
-def _replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date]) -> int:
-    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction)."""
-    dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
-    writer = (frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date")
-              .option("replaceWhere", f"snapshot_date IN ({dates})"))
-    location = config.table(name)
-    if config.storage.kind == "metastore":
-        writer.saveAsTable(location)
-    else:
-        writer.save(location)
-    written = tables.delta_table(frame.sparkSession, config, name).history(1).first()
-    rows = int(written["operationMetrics"].get("numOutputRows", 0))
-    log.info("%s: wrote %d rows for %d snapshot date(s)", name, rows, len(set(snapshot_dates)))
-    return rows

@@ -40,7 +40,7 @@ def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path
                  "train.epochs=2", f"mlflow.tracking_uri={tmp_path / 'mlruns'}"]
     result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[5/5] train done" in result.stderr
+    assert "[7/7] alerts done" in result.stderr
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
     (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
@@ -51,3 +51,10 @@ def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path
     assert 0 < quarantined <= events_log.quarantined
     metrics = json.loads((tmp_path / "lakehouse" / "reports" / "latest" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency"}
+    scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
+    users = read_table(spark, config, "user_features").groupBy("snapshot_date").count()
+    assert [tuple(r) for r in scored.collect()] == [tuple(r) for r in users.orderBy("snapshot_date").collect()[-2:]]
+    runs = read_table(spark, config, "score_runs").orderBy("snapshot_date").collect()
+    assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
+        f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]
+    assert "new alerts:" in result.stderr

@@ -14,8 +14,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from churn_spark.config import Config, load_config
+from churn_spark.features import compute_features
 from churn_spark.ingest import ingest
 from churn_spark.pipeline import generate_landing
+from churn_spark.score import run_scoring
 from churn_spark.snapshots import run_labels
 from churn_spark.tables import read_table
 from churn_spark.train.bundle import Bundle
@@ -65,3 +67,27 @@ def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: t
     assert np.allclose(model.predict(rows)["churn_probability"].to_numpy(), bundle.predict_proba(rows))
     assert float(version.tags["threshold"]) == pytest.approx(bundle.threshold)
     assert version.tags["features"].split(",") == bundle.features
+
+
+def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, trained: tuple[Config, dict]) -> None:
+    """The whole population at the last snapshot, features computed from the events (there is no
+    user_features table here), scored by the Spark job: sampled users equal the pyfunc's output."""
+    config, result = trained
+    as_of = SNAPSHOTS[-1]
+    scored = run_scoring(spark, config, as_of)
+    assert scored.model_version == result["version"]
+    scores = read_table(spark, config, "churn_scores").toPandas().set_index("user_id")
+    events, users = read_table(spark, config, "events"), read_table(spark, config, "users")
+    features = compute_features(events, users, [as_of], config.features).toPandas()
+    assert len(scores) == len(features) == scored.users  # every user known at T, none dropped
+    sample = features.sample(50, random_state=0)
+    mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
+    model = mlflow.pyfunc.load_model(f"models:/{config.mlflow.model_name}/{result['version']}")
+    direct = model.predict(sample)["churn_probability"].to_numpy()
+    np.testing.assert_allclose(scores.loc[sample["user_id"], "churn_probability"].to_numpy(), direct, rtol=1e-6)
+    tiers = scores["risk_tier"].value_counts()
+    active = scores[scores["risk_tier"] != "lapsed"]
+    assert tiers["high"] == pytest.approx(0.1 * len(active), abs=2)  # top 10% of the population
+    assert (active.groupby("risk_tier")["churn_probability"].min()["high"]
+            >= active.groupby("risk_tier")["churn_probability"].max()["medium"])
+    assert scores["top_reasons"].map(len).max() == 3

@@ -1,0 +1,164 @@
+"""Alerts for the operations team: users newly at risk, why, and what to do about it.
+
+A user is alerted at T when they are in the high tier now and were not in the previous scoring
+run (or were not scored then), or when, still in the model's population (not ``lapsed``),
+their probability rose by more than ``alerts.probability_rise`` since that run. Each alert carries the user's reasons and the
+suggested action of the first rule in ``alerts.actions`` whose feature patterns match one of
+the user's reason features. ``run_alerts`` writes the ``alerts`` partition of T, the CSV and
+JSON-lines exports, and the run's summary (``score_runs``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from churn_spark import tables
+from churn_spark.config import ActionRule, AlertsConfig, Config
+from churn_spark.errors import InputError
+from churn_spark.score import TIERS
+
+log = logging.getLogger(__name__)
+
+ALERT_COLUMNS = ("user_id", "snapshot_date", "churn_probability", "previous_probability", "risk_tier",
+                 "previous_tier", "alert_reason", "top_reasons", "suggested_action", "spend_90d",
+                 "model_version", "scored_at")
+
+
+def build_alerts(current: DataFrame, previous: DataFrame | None, settings: AlertsConfig) -> DataFrame:
+    """The alerts of one scoring run, against the previous run (None: there was none).
+
+    Parameters
+    ----------
+    current, previous
+        Rows of ``churn_scores`` for one snapshot date each.
+    settings
+        The rise that alerts on its own, and the action rules.
+    """
+    before = (previous if previous is not None else current.limit(0)).select(
+        "user_id", F.col("churn_probability").alias("previous_probability"),
+        F.col("risk_tier").alias("previous_tier"))
+    joined = current.join(before, "user_id", "left")
+    newly_high = (F.col("risk_tier") == "high") & (F.col("previous_tier").isNull() | (F.col("previous_tier") != "high"))
+    rose = ((F.col("risk_tier") != "lapsed")
+            & ((F.col("churn_probability") - F.col("previous_probability")) > F.lit(settings.probability_rise)))
+    reason = F.when(newly_high, "new_high_tier").when(rose, "probability_rise")
+    return (joined.withColumn("alert_reason", reason).where(F.col("alert_reason").isNotNull())
+            .withColumn("suggested_action", action_column(settings.actions, settings.default_action))
+            .select(*ALERT_COLUMNS))
+
+
+def action_column(rules: list[ActionRule], default: str) -> Column:
+    """The first rule matching any of ``reason_features`` (glob patterns), else ``default``."""
+    action = F.lit(default)
+    for rule in reversed(rules):
+        patterns = [fnmatch.translate(p) for p in rule.features]
+        matches = F.exists("reason_features", _matcher(patterns))
+        action = F.when(matches, F.lit(rule.action)).otherwise(action)
+    return action
+
+
+def _matcher(patterns: list[str]) -> Callable[[Column], Column]:
+    """A one-argument lambda for ``F.exists``: the name matches one of the regular expressions."""
+    return lambda name: reduce(lambda a, b: a | b, [name.rlike(p) for p in patterns])
+
+
+def previous_run(scores: DataFrame, as_of: dt.date) -> DataFrame | None:
+    """The rows of the latest scoring run before ``as_of``, or None."""
+    before = scores.where(F.col("snapshot_date") < F.lit(as_of)).agg(F.max("snapshot_date")).first()[0]
+    return None if before is None else scores.where(F.col("snapshot_date") == F.lit(before))
+
+
+def export_view(alerts: DataFrame, salt: str | None) -> DataFrame:
+    """Alerts as the operations team receives them; user ids as sha256(salt + id) given a salt."""
+    user = F.sha2(F.concat(F.lit(salt), F.col("user_id")), 256) if salt is not None else F.col("user_id")
+    return alerts.select(user.alias("user_id"), *[c for c in ALERT_COLUMNS if c != "user_id"])
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One scoring run in numbers, as printed and stored in ``score_runs``."""
+
+    snapshot_date: dt.date
+    model_version: str
+    users_scored: int
+    tiers: dict[str, int]
+    new_alerts: int
+    revenue_at_risk: float
+    exports: str
+
+    def lines(self) -> list[str]:
+        tiers = ", ".join(f"{tier} {self.tiers.get(tier, 0)}" for tier in TIERS)
+        return [f"scored {self.users_scored} users at {self.snapshot_date} with model version {self.model_version}",
+                f"risk tiers: {tiers}",
+                f"new alerts: {self.new_alerts} (exported to {self.exports})",
+                f"revenue at risk (last-90-day spend of high-tier users): {self.revenue_at_risk:,.2f}"]
+
+
+def run_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> Summary:
+    """Alerts for the scoring run of ``as_of``: table partition, exports, summary.
+
+    Raises
+    ------
+    InputError
+        Before anything is written: no scoring run at ``as_of``, or pseudonymised exports asked
+        for without the salt in the environment.
+    """
+    salt = _salt(config.alerts)
+    if not tables.table_exists(spark, config, "churn_scores"):
+        raise InputError(f"{config.table('churn_scores')}: no scores; run churn-spark score first")
+    scores = tables.read_table(spark, config, "churn_scores")
+    current = scores.where(F.col("snapshot_date") == F.lit(as_of))
+    counts = {row["risk_tier"]: (row["users"], row["revenue"], row["version"]) for row in current.groupBy("risk_tier")
+              .agg(F.count(F.lit(1)).alias("users"), F.sum("spend_90d").alias("revenue"),
+                   F.max("model_version").alias("version")).collect()}
+    if not counts:
+        raise InputError(f"{config.table('churn_scores')}: no scoring run at {as_of}; run churn-spark score first")
+    alerts = build_alerts(current, previous_run(scores, as_of), config.alerts)
+    written = tables.replace_dates(alerts, config, "alerts", [as_of])
+    exports = _export(tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of)),
+                      config, as_of, salt)
+    summary = Summary(as_of, next(iter(counts.values()))[2], sum(c[0] for c in counts.values()),
+                      {tier: c[0] for tier, c in counts.items()}, written,
+                      float(counts.get("high", (0, 0.0))[1] or 0.0), exports)
+    _store(spark, config, summary)
+    return summary
+
+
+def _salt(settings: AlertsConfig) -> str | None:
+    if not settings.pseudonymise:
+        return None
+    salt = os.environ.get(settings.salt_env)
+    if not salt:
+        raise InputError(f"alerts.pseudonymise is on but ${settings.salt_env} is not set; "
+                         f"export the salt in the environment (never in a config file)")
+    return salt
+
+
+def _export(alerts: DataFrame, config: Config, as_of: dt.date, salt: str | None) -> str:
+    """``exports/alerts/<date>/csv`` and ``/jsonl``: one part file each, replaced on re-runs."""
+    folder = f"{config.location('exports')}/alerts/{as_of.isoformat()}"
+    view = export_view(alerts, salt).orderBy(F.desc("churn_probability"), "user_id").coalesce(1)
+    view.write.mode("overwrite").json(f"{folder}/jsonl")
+    (view.withColumn("top_reasons", F.array_join("top_reasons", "; "))
+     .write.mode("overwrite").option("header", True).csv(f"{folder}/csv"))
+    return folder
+
+
+def _store(spark: SparkSession, config: Config, summary: Summary) -> None:
+    row = spark.createDataFrame(
+        [(summary.snapshot_date, summary.model_version, summary.users_scored,
+          *[summary.tiers.get(tier, 0) for tier in TIERS], summary.new_alerts, summary.revenue_at_risk,
+          dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))],
+        "snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, low bigint, "
+        "lapsed bigint, "
+        "new_alerts bigint, revenue_at_risk double, recorded_at timestamp")
+    tables.replace_dates(row, config, "score_runs", [summary.snapshot_date])

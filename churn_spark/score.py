@@ -1,0 +1,227 @@
+"""Full-population scoring: probabilities, risk tiers and reasons for every user known at T.
+
+``Scorer.predict`` is the plain function (pandas in, pandas out, no Spark); ``score_users``
+wraps it in an iterator pandas UDF that builds the ``Scorer`` once per task, so each task
+deserialises the model once and feeds it Arrow batches; users never travel to the driver.
+``run_scoring`` is the job: registered model, features at T (the stored partition of
+``user_features`` or computed from the events), checks, scores, tiers, and the ``churn_scores``
+partition of T replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import reduce
+
+import pandas as pd
+import torch
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from churn_spark import tables
+from churn_spark.config import Config, FeaturesConfig, LabelsConfig, ScoreConfig
+from churn_spark.errors import InputError
+from churn_spark.explain import ReasonWriter, attributions, top_reasons
+from churn_spark.features import KEYS, catalogue, compute_features
+from churn_spark.snapshots import read_inputs
+from churn_spark.train.bundle import Bundle, probabilities
+from churn_spark.train.preprocess import to_arrays
+
+log = logging.getLogger(__name__)
+
+TIERS = ("high", "medium", "low", "lapsed")
+_RECENCY_TYPES = ("view", "cart", "purchase", "review", "service")
+PREDICTION = T.StructType([
+    T.StructField("churn_probability", T.DoubleType()),
+    T.StructField("top_reasons", T.ArrayType(T.StringType())),
+    T.StructField("reason_features", T.ArrayType(T.StringType())),
+])
+_NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
+
+
+@dataclass
+class Scorer:
+    """A registered model ready to score raw feature rows, with reasons.
+
+    Parameters
+    ----------
+    bundle
+        The trained network, its preprocessing state and feature list.
+    features
+        The feature settings the model was trained with (reason texts read the catalogue).
+    reasons
+        How many reasons to give per user (at most; only features that push the score up).
+    """
+
+    bundle: Bundle
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    reasons: int = 3
+
+    def __post_init__(self) -> None:
+        self.network = self.bundle.network()
+        for parameter in self.network.parameters():
+            parameter.requires_grad_(False)
+        self.names = self.bundle.features
+        self.writer = ReasonWriter(catalogue(self.features), self.bundle.preprocessing, self.features.history_days)
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Churn probability and the top reasons of each row of raw features.
+
+        Returns
+        -------
+        One row per input row, in order: ``churn_probability``, ``top_reasons`` (readable text,
+        strongest first) and ``reason_features`` (the features behind them).
+        """
+        numeric, categories = to_arrays(features, self.bundle.preprocessing)
+        logits, contributions = attributions(self.network, numeric, categories)
+        chosen = top_reasons(contributions, self.reasons)
+        values = [features[name].to_numpy() for name in self.names]
+        texts = [[self.writer.text(self.names[c], values[c][row]) for c in columns]
+                 for row, columns in enumerate(chosen)]
+        return pd.DataFrame({
+            "churn_probability": probabilities(logits),
+            "top_reasons": texts,
+            "reason_features": [[self.names[c] for c in columns] for columns in chosen],
+        })
+
+
+def score_users(features: DataFrame, bundle: Bundle, settings: FeaturesConfig, reasons: int) -> DataFrame:
+    """``features`` with the model's ``churn_probability``, ``top_reasons`` and ``reason_features``.
+
+    A pure transform: the model travels in the UDF's closure as bytes and is loaded once per
+    task (the iterator form), then applied to each Arrow batch of that task.
+    """
+    payload, names = bundle.to_bytes(), bundle.features
+
+    @F.pandas_udf(PREDICTION)  # type: ignore[call-overload]
+    def _predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        torch.set_num_threads(max(1, context.cpus() if context else 1))  # one task, its own cores
+        scorer = Scorer(Bundle.from_bytes(payload), settings, reasons)
+        for batch in batches:
+            yield scorer.predict(batch)
+
+    predicted = features.withColumn("_prediction", _predict(F.struct(*[F.col(n) for n in names])))
+    return predicted.select("*", "_prediction.*").drop("_prediction")
+
+
+def tier_column(probability: Column, active: Column, high: float, medium: float) -> Column:
+    """``lapsed`` outside the model's population; else ``high`` at or above the ``high``
+    cut-off, ``medium`` at or above ``medium``, ``low`` below."""
+    return (F.when(~active, "lapsed").when(probability >= F.lit(high), "high")
+            .when(probability >= F.lit(medium), "medium").otherwise("low"))
+
+
+def in_population(labels: LabelsConfig) -> Column:
+    """Whether a feature row belongs to the population the model learnt from.
+
+    The feature-row form of ``labels.label_aggregates``' eligibility: a purchase (or, with
+    ``any_activity``, a view, cart, purchase, review or service contact) in the lookback window
+    before T. Users outside it are still scored, but tiered ``lapsed``: they have already gone
+    quiet, and the model never saw anyone like them.
+    """
+    types = ("purchase",) if labels.eligibility == "purchase" else _RECENCY_TYPES
+    return reduce(lambda a, b: a | b, [(F.col(f"{t}_seen") == 1) & (F.col(f"days_since_last_{t}") <= labels.lookback_days)
+                                       for t in types])
+
+
+def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:
+    """Refuse, in one line, a model whose inputs the features at hand cannot feed.
+
+    Raises
+    ------
+    InputError
+        A feature the model needs is missing or of the wrong kind, or the model's weights do not
+        fit its own preprocessing state.
+    """
+    label = f"model version {bundle.version or '?'}"
+    types = {f.name: f.dataType for f in schema.fields}
+    missing = [name for name in bundle.features if name not in types]
+    if missing:
+        raise InputError(f"{label} does not fit {where}: missing feature(s) {', '.join(missing)}")
+    wrong = [name for name in bundle.preprocessing.numeric if not isinstance(types[name], _NUMERIC_TYPES)]
+    wrong += [name for name in bundle.preprocessing.categorical if not isinstance(types[name], T.StringType)]
+    if wrong:
+        raise InputError(f"{label} does not fit {where}: feature(s) of another type: {', '.join(wrong)}")
+    try:
+        bundle.network()
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{label}: its weights do not fit its preprocessing state ({first})") from None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scoring run wrote."""
+
+    snapshot_date: dt.date
+    model_version: str
+    users: int
+    cuts: dict[str, float]
+
+
+def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: str | None = None) -> ScoreResult:
+    """Score every user known at ``as_of``; replace that date's partition of ``churn_scores``.
+
+    Raises
+    ------
+    InputError
+        Before anything is written: no such model version, a model that does not fit the
+        features, or nobody to score.
+    """
+    from churn_spark.train.tracking import load_registered
+
+    version, bundle = load_registered(config, version)
+    features, where = _features_at(spark, config, as_of)
+    check_compatible(bundle, features.schema, where)
+    features = features.persist()
+    try:
+        users = features.count()
+        if users == 0:
+            raise InputError(f"{where}: no users known at {as_of}; nothing to score")
+        scored = score_users(features, bundle, config.features, config.score.reasons).select(
+            *KEYS, "churn_probability", in_population(config.labels).alias("active"), "top_reasons",
+            "reason_features", _spend(features.columns)).persist()
+        cuts = _cuts(scored.where("active"), config.score)
+        frame = scored.select(
+            *KEYS, "churn_probability",
+            tier_column(F.col("churn_probability"), F.col("active"), cuts["high"], cuts["medium"]).alias("risk_tier"),
+            "top_reasons", "reason_features", "spend_90d", F.lit(version).alias("model_version"),
+            F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp").alias("scored_at"))
+        tables.replace_dates(frame, config, "churn_scores", [as_of])
+        scored.unpersist()
+    finally:
+        features.unpersist()
+    log.info("scored %d users at %s with model version %s", users, as_of, version)
+    return ScoreResult(as_of, version, users, cuts)
+
+
+def _spend(columns: list[str]) -> Column:
+    """Last-90-day spend, for revenue at risk (null where the 90-day window is not configured)."""
+    return (F.col("spend_90d") if "spend_90d" in columns else F.lit(None)).cast("double").alias("spend_90d")
+
+
+def _features_at(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[DataFrame, str]:
+    """The stored ``user_features`` partition of ``as_of`` when there is one, else computed."""
+    if tables.table_exists(spark, config, "user_features"):
+        stored = tables.read_table(spark, config, "user_features").where(F.col("snapshot_date") == F.lit(as_of))
+        if not stored.isEmpty():
+            return stored, f"{config.table('user_features')} at {as_of}"
+    events, users = read_inputs(spark, config)
+    return compute_features(events, users, [as_of], config.features), f"the features computed at {as_of}"
+
+
+def _cuts(scored: DataFrame, settings: ScoreConfig) -> dict[str, float]:
+    """Tier cut-offs: the configured probabilities, or quantiles of this population's scores."""
+    if settings.tiers_by == "probability":
+        return {"high": settings.high, "medium": settings.medium}
+    cuts = scored.agg(F.percentile_approx("churn_probability", [settings.medium, settings.high], 10_000)).first()[0]
+    if cuts is None:  # nobody in the population: everyone is lapsed
+        return {"high": 1.0, "medium": 1.0}
+    return {"high": float(cuts[1]), "medium": float(cuts[0])}

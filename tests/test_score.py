@@ -1,0 +1,217 @@
+"""Scoring: the plain predict function, the Spark job, tiers, reasons and their safety checks.
+
+The model is a real logistic regression whose weights are set by hand, so every probability,
+contribution and reason below is computed on paper first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from churn_spark import tables
+from churn_spark.config import Config
+from churn_spark.errors import InputError
+from churn_spark.explain import attributions
+from churn_spark.score import Scorer, check_compatible, run_scoring
+from churn_spark.train.bundle import Bundle
+from churn_spark.train.model import build_model
+from churn_spark.train.preprocess import Preprocessing, to_arrays
+from churn_spark.train.tracking import register_bundle
+
+T1, T2 = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
+PREP = Preprocessing(
+    numeric={"days_since_last_purchase": (20.0, 10.0), "purchases_trend_30d": (0.0, 0.5), "spend_30d": (100.0, 50.0)},
+    categorical={"membership_level": ["gold", "silver"]},
+)
+FEATURE_COLUMNS = ("user_id string, snapshot_date date, days_since_last_purchase double, purchase_seen int, "
+                   "purchases_trend_30d double, spend_30d double, spend_90d double, membership_level string")
+# logit = -1 + 1.0 z(days) - 2.0 z(trend) - 0.5 z(spend) + {gold: 0.4, silver: -0.4} (mean of known: 0)
+A = (50.0, 1, -0.6, 50.0, 100.0, "gold")      # 3 + 2.4 + 0.5 + 0.4 - 1 = 5.3
+B = (10.0, 1, 0.2, 250.0, 200.0, "silver")    # -1 - 0.8 - 1.5 - 0.4 - 1 = -4.7
+C = (20.0, 1, 0.0, 100.0, 40.0, "gold")       # 0.4 - 1 = -0.6
+LAPSED = (180.0, 0, 0.0, 0.0, 0.0, "gold")    # no purchase in the lookback: outside the population
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def lr_bundle() -> Bundle:
+    network = build_model("lr", len(PREP.numeric), PREP.cardinalities(), torch.device("cpu"))
+    with torch.no_grad():
+        network.linear.weight.copy_(torch.tensor([[1.0, -2.0, -0.5]]))
+        network.linear.bias.fill_(-1.0)
+        network.category_weights[0].weight.copy_(torch.tensor([[0.0], [0.4], [-0.4]]))
+    return Bundle("lr", network.state_dict(), PREP, threshold=0.5)
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["days_since_last_purchase", "purchase_seen", "purchases_trend_30d",
+                                       "spend_30d", "spend_90d", "membership_level"])
+
+
+def test_predict_gives_the_models_probability_and_the_features_that_push_it_up() -> None:
+    rows = frame([A, B, C])
+    bundle = lr_bundle()
+    out = Scorer(bundle).predict(rows)
+    assert out["churn_probability"].tolist() == pytest.approx([sigmoid(5.3), sigmoid(-4.7), sigmoid(-0.6)], abs=1e-6)
+    np.testing.assert_array_equal(out["churn_probability"].to_numpy(), bundle.predict_proba(rows))
+    assert out["reason_features"].tolist() == [
+        ["days_since_last_purchase", "purchases_trend_30d", "spend_30d"], [], ["membership_level"]]
+    assert out["top_reasons"].tolist() == [
+        ["last purchase 50 days ago (typical 20)", "purchases fell 75% vs the previous 30 days",
+         "money spent in the last 30 days: 50 (typical 100)"],
+        [],
+        ["membership level: gold"],
+    ]
+
+
+def test_lr_contributions_are_coefficient_times_value_and_sum_to_the_logit() -> None:
+    bundle = lr_bundle()
+    numeric, categories = to_arrays(frame([A, B]), PREP)
+    logits, contributions = attributions(bundle.network(), numeric, categories)
+    np.testing.assert_allclose(contributions, [[3.0, 2.4, 0.5, 0.4], [-1.0, -0.8, -1.5, -0.4]], atol=1e-6)
+    np.testing.assert_allclose(contributions.sum(axis=1) - 1.0, logits.numpy(), atol=1e-6)  # bias -1, mean category 0
+
+
+def test_reasons_name_the_features_that_moved_the_score() -> None:
+    """Setting a reason feature back to its typical value lowers the score; the strongest most."""
+    bundle, rows = lr_bundle(), frame([A])
+    reasons = Scorer(bundle).predict(rows)["reason_features"][0]
+    base = bundle.predict_proba(rows)[0]
+    drops = {}
+    for name in PREP.numeric:
+        typical = rows.copy()
+        typical[name] = PREP.numeric[name][0]
+        drops[name] = base - bundle.predict_proba(typical)[0]
+    assert reasons == sorted(drops, key=drops.get, reverse=True)
+    assert all(drops[name] > 0 for name in reasons)
+
+
+def test_a_model_over_features_of_another_shape_is_refused() -> None:
+    bundle = lr_bundle()
+    bundle.state["linear.weight"] = torch.zeros(1, 5)
+    schema = StructType([*[StructField(n, DoubleType()) for n in PREP.numeric],
+                         StructField("membership_level", StringType())])
+    with pytest.raises(InputError, match="weights do not fit its preprocessing state"):
+        check_compatible(bundle, schema, "test rows")
+    with pytest.raises(InputError, match="feature\\(s\\) of another type: membership_level$"):
+        check_compatible(lr_bundle(), StructType([*schema.fields[:3], StructField("membership_level", DoubleType())]),
+                         "test rows")
+
+
+# --- the Spark job -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registered(config: Config, tmp_path) -> Config:
+    """A config whose MLflow registry holds the hand-set model as version 1."""
+    config = config.model_copy(update={
+        "mlflow": config.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "mlruns")}),
+        "score": config.score.model_copy(update={"tiers_by": "probability", "high": 0.8, "medium": 0.3}),
+    })
+    path = tmp_path / "lr.pt"
+    lr_bundle().save(str(path))
+    assert register_bundle(config, path) == "1"
+    return config
+
+
+def store_features(spark: SparkSession, config: Config, day: dt.date, users: dict[str, tuple]) -> None:
+    rows = [(user, day, *values) for user, values in users.items()]
+    tables.replace_dates(spark.createDataFrame(rows, FEATURE_COLUMNS), config, "user_features", [day])
+
+
+def scores_at(spark: SparkSession, config: Config, day: dt.date) -> pd.DataFrame:
+    return (tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(day))
+            .drop("scored_at").toPandas().sort_values("user_id").reset_index(drop=True))
+
+
+def test_job_scores_every_user_like_the_plain_function(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A, "b": B, "c": C, "l": LAPSED})
+    result = run_scoring(spark, registered, T1)
+    got = scores_at(spark, registered, T1)
+    expected = Scorer(lr_bundle()).predict(frame([A, B, C, LAPSED]))
+    assert got["user_id"].tolist() == ["a", "b", "c", "l"]
+    np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
+    assert [list(r) for r in got["top_reasons"]] == expected["top_reasons"].tolist()
+    assert got["risk_tier"].tolist() == ["high", "low", "medium", "lapsed"]
+    assert set(got["model_version"]) == {"1"} and result.users == 4
+    assert got["spend_90d"].tolist() == [100.0, 200.0, 40.0, 0.0]
+
+
+def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A, "b": B})
+    store_features(spark, registered, T2, {"a": B, "b": A, "c": C})
+    run_scoring(spark, registered, T1)
+    run_scoring(spark, registered, T2)
+    first = (scores_at(spark, registered, T1), scores_at(spark, registered, T2))
+    run_scoring(spark, registered, T2)
+    pd.testing.assert_frame_equal(scores_at(spark, registered, T1), first[0])
+    pd.testing.assert_frame_equal(scores_at(spark, registered, T2), first[1])
+    assert tables.read_table(spark, registered, "churn_scores").count() == 5
+
+
+def test_users_without_events_are_scored_from_computed_features(spark: SparkSession, registered: Config) -> None:
+    """No user_features partition at T: the job computes features; a user with a profile and no
+    events gets the none values, a score, and the lapsed tier."""
+    write_events(spark, registered, [("u4", dt.datetime(2026, 2, 27, 12), "purchase", 12.0)])
+    write_users(spark, registered, ["u2", "u4"])
+    run_scoring(spark, registered, T1)
+    got = scores_at(spark, registered, T1)
+    assert got["user_id"].tolist() == ["u2", "u4"]
+    assert got["risk_tier"].tolist()[0] == "lapsed"
+    assert got["churn_probability"].notna().all()
+
+
+def test_missing_version_is_refused_and_nothing_written(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A})
+    with pytest.raises(InputError, match=r"model churn-spark: no version 7 .*registered: 1$"):
+        run_scoring(spark, registered, T1, "7")
+    assert not tables.table_exists(spark, registered, "churn_scores")
+
+
+def test_features_the_model_lacks_are_refused_and_nothing_written(spark: SparkSession, registered: Config) -> None:
+    rows = spark.createDataFrame([("a", T1, 50.0, 1, -0.6, 100.0, "gold")],
+                                 "user_id string, snapshot_date date, days_since_last_purchase double, "
+                                 "purchase_seen int, purchases_trend_30d double, spend_90d double, "
+                                 "membership_level string")
+    tables.replace_dates(rows, registered, "user_features", [T1])
+    with pytest.raises(InputError, match=r"model version 1 does not fit .*: missing feature\(s\) spend_30d$"):
+        run_scoring(spark, registered, T1)
+    assert not tables.table_exists(spark, registered, "churn_scores")
+
+
+def test_an_empty_population_is_an_error(spark: SparkSession, registered: Config) -> None:
+    write_events(spark, registered, [("u9", dt.datetime(2026, 3, 10, 12), "view", None)])  # after T1
+    with pytest.raises(InputError, match="no users known at 2026-03-01; nothing to score"):
+        run_scoring(spark, registered, T1)
+    assert not tables.table_exists(spark, registered, "churn_scores")
+
+
+def write_events(spark: SparkSession, config: Config, rows: list[tuple]) -> None:
+    events: DataFrame = spark.createDataFrame(
+        [(f"e{i}", user, time, kind, "s1", "p1", "A", "web", price, 1 if price else None)
+         for i, (user, time, kind, price) in enumerate(rows)],
+        "event_id string, user_id string, event_time timestamp, event_type string, session_id string, "
+        "product_id string, category string, channel string, price double, quantity int")
+    full = events.select(*[F.col(f.name).cast(f.dataType) if f.name in events.columns
+                           else F.lit(None).cast(f.dataType).alias(f.name)
+                           for f in tables.SPECS["events"].schema.fields])
+    full = full.withColumn("event_date", F.to_date("event_time"))
+    tables.ensure_table(spark, config, "events")
+    tables.append(full, config, "events")
+
+
+def write_users(spark: SparkSession, config: Config, users: list[str]) -> None:
+    rows = [(u, dt.datetime(2026, 1, 1), "female", 30, "UK", "gold", "test", dt.datetime(2026, 1, 1)) for u in users]
+    tables.ensure_table(spark, config, "users")
+    tables.append(spark.createDataFrame(rows, tables.SPECS["users"].schema), config, "users")
