@@ -135,7 +135,7 @@ class ScoreConfig(_Section):
     tiers_by: Literal["quantile", "probability"] = "quantile"
     high: float = Field(0.9, gt=0, lt=1)
     medium: float = Field(0.7, gt=0, lt=1)
-    reasons: int = Field(3, ge=1, le=10)
+    reasons: int = Field(3, ge=0, le=10)  # 0: probabilities only
 
     @model_validator(mode="after")
     def _ordered(self) -> "ScoreConfig":

@@ -64,7 +64,12 @@ def top_reasons(contributions: np.ndarray, k: int) -> list[list[int]]:
     k = min(k, contributions.shape[1])
     if k == 0:
         return [[] for _ in range(len(contributions))]
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+    if k < contributions.shape[1]:  # the k largest of each row, then those k in order
+        part = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
+        rank = np.argsort(-np.take_along_axis(contributions, part, axis=1), axis=1, kind="stable")
+        order = np.take_along_axis(part, rank, axis=1)
+    else:
+        order = np.argsort(-contributions, axis=1, kind="stable")
     keep = np.take_along_axis(contributions, order, axis=1) > 0
     return [row[mask].tolist() for row, mask in zip(order, keep)]
 

@@ -54,7 +54,8 @@ class Scorer:
     features
         The feature settings the model was trained with (reason texts read the catalogue).
     reasons
-        How many reasons to give per user (at most; only features that push the score up).
+        How many reasons to give per user (at most; only features that push the score up);
+        0 for probabilities only.
     """
 
     bundle: Bundle
@@ -77,8 +78,13 @@ class Scorer:
         strongest first) and ``reason_features`` (the features behind them).
         """
         numeric, categories = to_arrays(features, self.bundle.preprocessing)
-        logits, contributions = attributions(self.network, numeric, categories)
-        chosen = top_reasons(contributions, self.reasons)
+        if self.reasons == 0:  # probabilities only: one forward pass, no gradients
+            with torch.no_grad():
+                logits = self.network(torch.from_numpy(numeric), torch.from_numpy(categories))
+            chosen: list[list[int]] = [[] for _ in range(len(features))]
+        else:
+            logits, contributions = attributions(self.network, numeric, categories)
+            chosen = top_reasons(contributions, self.reasons)
         values = [features[name].to_numpy() for name in self.names]
         texts = [[self.writer.text(self.names[c], values[c][row]) for c in columns]
                  for row, columns in enumerate(chosen)]
