@@ -15,6 +15,7 @@ Measured on the same rows, medians over ``--repeats``:
    ``Scorer.predict`` (the same plus gradient x input reasons as text).
 2. Spark: ``score_users`` (the iterator pandas UDF) over the Delta partition, written to
    Spark's ``noop`` sink, without and with reasons. Ratios Spark / in-process (goal >= 0.5).
+   And the transfer alone: a ``mapInPandas`` over the feature columns that returns the ids.
 3. End to end: ``run_scoring`` (read, check, score, tier, write ``churn_scores``) and
    ``run_alerts`` (compare with the previous run, write ``alerts``, exports, summary).
 """
@@ -26,9 +27,10 @@ import datetime as dt
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import torch
 from pyspark.sql import functions as F
 
@@ -95,6 +97,12 @@ def timed(step: Callable[[], object], repeats: int) -> float:
     return statistics.median(seconds)
 
 
+def _ids(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The JVM -> Arrow -> pandas round trip of the feature columns, no model."""
+    for batch in batches:
+        yield batch[["user_id"]]
+
+
 def main(users: int, repeats: int, base_users: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_score_"))
     config = _config(root, base_users)
@@ -115,6 +123,8 @@ def main(users: int, repeats: int, base_users: int) -> None:
                      .write.format("noop").mode("overwrite").save(), repeats)
 
     spark_raw, spark_full = spark_scoring(0), spark_scoring(3)
+    transfer = timed(lambda: features.select("user_id", *bundle.features).mapInPandas(_ids, "user_id string")
+                     .write.format("noop").mode("overwrite").save(), repeats)
     run_scoring(spark, config, PREVIOUS)  # the previous run the alerts compare with
     scoring = timed(lambda: run_scoring(spark, config, T), repeats)
     alerting = timed(lambda: run_alerts(spark, config, T), repeats)
@@ -126,6 +136,7 @@ def main(users: int, repeats: int, base_users: int) -> None:
           f"  ratio {raw / spark_raw:.2f}")
     print(f"Spark pandas UDF, + 3 reasons                {spark_full:8.2f} s  {n / spark_full:>12,.0f} rows/s"
           f"  ratio {full / spark_full:.2f}")
+    print(f"Spark transfer only (mapInPandas returning the ids) {transfer:8.2f} s")
     print(f"end to end: run_scoring (Delta in -> churn_scores) {scoring:8.2f} s  {n / scoring:>12,.0f} rows/s")
     print(f"end to end: run_alerts (vs previous run, exports)  {alerting:8.2f} s")
     print(f"tiers {summary.tiers}; new alerts {summary.new_alerts}")
