@@ -116,7 +116,8 @@ def main(users: int, repeats: int, base_users: int) -> None:
     network, scorer = bundle.network(), Scorer(bundle, config.features, 3)
     raw = timed(lambda: [bundle.predict_proba(b, network) for b in batches], repeats)
     full = timed(lambda: [scorer.predict(b) for b in batches], repeats)
-    del rows, batches
+    batches.clear()  # free the in-process copy before Spark runs
+    del rows
 
     def spark_scoring(reasons: int) -> float:
         return timed(lambda: score_users(features, bundle, config.features, reasons)
