@@ -29,8 +29,8 @@ from churn_spark.score import TIERS
 log = logging.getLogger(__name__)
 
 ALERT_COLUMNS = ("user_id", "snapshot_date", "churn_probability", "previous_probability", "risk_tier",
-                 "previous_tier", "alert_reason", "top_reasons", "suggested_action", "spend_90d",
-                 "model_version", "scored_at")
+                 "previous_tier", "alert_reason", "top_reasons", "reason_features", "suggested_action",
+                 "spend_90d", "model_version", "scored_at")
 
 
 def build_alerts(current: DataFrame, previous: DataFrame | None, settings: AlertsConfig) -> DataFrame:
@@ -69,6 +69,24 @@ def action_column(rules: list[ActionRule], default: str) -> Column:
 def _matcher(patterns: list[str]) -> Callable[[Column], Column]:
     """A one-argument lambda for ``F.exists``: the name matches one of the regular expressions."""
     return lambda name: reduce(lambda a, b: a | b, [name.rlike(p) for p in patterns])
+
+
+def read_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> DataFrame:
+    """The alerts of the scoring run at ``as_of``, highest probability first."""
+    return (tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of))
+            .orderBy(F.desc("churn_probability"), "user_id"))
+
+
+def reason_counts(alerts: DataFrame) -> DataFrame:
+    """How often each feature is among the alerted users' reasons, most frequent first."""
+    return (alerts.select(F.explode("reason_features").alias("feature")).groupBy("feature")
+            .agg(F.count(F.lit(1)).alias("alerts")).orderBy(F.desc("alerts"), "feature"))
+
+
+def action_counts(alerts: DataFrame) -> DataFrame:
+    """Alerts per suggested action, most frequent first."""
+    return (alerts.groupBy("suggested_action").agg(F.count(F.lit(1)).alias("alerts"))
+            .orderBy(F.desc("alerts"), "suggested_action"))
 
 
 def previous_run(scores: DataFrame, as_of: dt.date) -> DataFrame | None:
@@ -149,6 +167,7 @@ def _export(alerts: DataFrame, config: Config, as_of: dt.date, salt: str | None)
     view = export_view(alerts, salt).orderBy(F.desc("churn_probability"), "user_id").coalesce(1)
     view.write.mode("overwrite").json(f"{folder}/jsonl")
     (view.withColumn("top_reasons", F.array_join("top_reasons", "; "))
+     .withColumn("reason_features", F.array_join("reason_features", ";"))
      .write.mode("overwrite").option("header", True).csv(f"{folder}/csv"))
     return folder
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from churn_spark.alerts import run_alerts
+from churn_spark.alerts import Summary, run_alerts
 from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
+from churn_spark.report import write_manager_report
 from churn_spark.score import run_scoring
 from churn_spark.snapshots import run_features, run_labels
 from churn_spark.train.job import run_training
@@ -37,6 +38,16 @@ def generate_landing(spark: SparkSession, settings: GenerateConfig, out: str) ->
     write_landing(events, users, out, settings.format, settings.partitions)
 
 
+def score_and_alert(spark: SparkSession, config: Config, dates: Sequence[dt.date],
+                    model_version: str | None = None) -> list[Summary]:
+    """Score every user at each date, in order, and list each run's alerts; the summaries."""
+    summaries = []
+    for as_of in sorted(dates):
+        run_scoring(spark, config, as_of, model_version)
+        summaries.append(run_alerts(spark, config, as_of))
+    return summaries
+
+
 def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
     """Snapshot dates for the demo data: every two weeks once eight weeks of history exist.
 
@@ -55,7 +66,7 @@ def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
 def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     """Generate demo landing files, ingest them into Delta, features, labels, train and evaluate
     the models, score the last two feature snapshots and list the alerts of each (the second
-    run's alerts are the users newly at risk since the first).
+    run's alerts are the users newly at risk since the first), and write the manager's report.
     """
     demo = f"{config.landing.rstrip('/')}/demo"
     fmt = config.generate.format
@@ -86,6 +97,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ("train", lambda: run_training(spark, config)),
         ("score", _score),
         ("alerts", _alerts),
+        ("report", lambda: log.info("manager's report: %s", write_manager_report(spark, config))),
     ]
     results = []
     for number, (name, step) in enumerate(steps, start=1):

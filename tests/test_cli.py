@@ -40,7 +40,8 @@ def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path
                  "train.epochs=2", f"mlflow.tracking_uri={tmp_path / 'mlruns'}"]
     result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[7/7] alerts done" in result.stderr
+    assert "[8/8] report done" in result.stderr
+    assert "Top alert reasons" in (tmp_path / "lakehouse" / "reports" / "manager.html").read_text()
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
     (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()

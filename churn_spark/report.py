@@ -1,0 +1,119 @@
+"""The manager's report: one self-contained HTML page for the latest scoring run.
+
+Risk distribution, tier sizes, revenue at risk and the most frequent alert reasons and actions
+of one scoring run (aggregated in Spark: no user rows leave the cluster), beside the latest
+evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager.html`` (and a
+copy per snapshot date).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from churn_spark import tables  # noqa: E402
+from churn_spark.alerts import action_counts, reason_counts  # noqa: E402
+from churn_spark.config import Config  # noqa: E402
+from churn_spark.errors import InputError  # noqa: E402
+from churn_spark.score import TIERS  # noqa: E402
+
+BINS = 20
+
+
+def risk_histogram(scores: DataFrame, bins: int = BINS) -> DataFrame:
+    """Users per probability bin (``bin`` = lower edge) and tier."""
+    edge = F.least(F.floor(F.col("churn_probability") * bins), F.lit(bins - 1)) / bins
+    return scores.groupBy(edge.alias("bin"), "risk_tier").agg(F.count(F.lit(1)).alias("users")).orderBy("bin")
+
+
+def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | None = None) -> Path:
+    """Write the report for the scoring run of ``as_of`` (default: the latest); return its path.
+
+    Raises
+    ------
+    InputError
+        If there is no scoring run (at ``as_of``).
+    """
+    if not tables.table_exists(spark, config, "score_runs"):
+        raise InputError(f"{config.table('score_runs')}: no scoring run yet; run churn-spark score first")
+    runs = tables.read_table(spark, config, "score_runs")
+    if as_of is None:
+        as_of = runs.agg(F.max("snapshot_date")).first()[0]
+    run = runs.where(F.col("snapshot_date") == F.lit(as_of)).first()
+    if run is None:
+        raise InputError(f"{config.table('score_runs')}: no scoring run at {as_of}")
+    scores = tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(as_of))
+    alerts = tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of))
+    histogram = risk_histogram(scores).toPandas()
+    reasons = reason_counts(alerts).limit(10).toPandas()
+    actions = action_counts(alerts).toPandas()
+    reports = Path(config.location("reports"))
+    page = _page(run.asDict(), histogram, reasons, actions, reports / "latest")
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / f"manager-{as_of.isoformat()}.html").write_text(page)
+    path = reports / "manager.html"
+    path.write_text(page)
+    return path
+
+
+def _page(run: dict, histogram, reasons, actions, evaluation: Path) -> str:
+    tiers = "".join(f"<tr><td>{t}</td><td>{run[t]:,}</td></tr>" for t in TIERS)
+    cards = (f"<p>Snapshot <b>{run['snapshot_date']}</b>, model version {html.escape(str(run['model_version']))}: "
+             f"<b>{run['users_scored']:,}</b> users scored, <b>{run['new_alerts']:,}</b> new alerts, revenue at "
+             f"risk (last-90-day spend of the high tier) <b>{run['revenue_at_risk']:,.2f}</b>.</p>")
+    body = [f"<h1>Churn early warning</h1>{cards}<h2>Tiers</h2><table><tr><th>tier</th><th>users</th></tr>{tiers}</table>",
+            "<h2>Risk distribution</h2>" + _img(_histogram_png(histogram)),
+            "<h2>Top alert reasons</h2>" + _table(reasons, ["feature", "alerts"]),
+            "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"])]
+    metrics = evaluation / "metrics.json"
+    if metrics.exists():
+        values = json.loads(metrics.read_text())
+        rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['roc_auc']:.3f}</td><td>{v['pr_auc']:.3f}</td>"
+                       f"<td>{v['top_decile_lift']:.2f}</td></tr>" for m, v in values["models"].items())
+        body.append(f"<h2>Model quality (test snapshot {values['test_snapshot']})</h2><table><tr><th>model</th>"
+                    f"<th>ROC-AUC</th><th>PR-AUC</th><th>top-decile lift</th></tr>{rows}</table>")
+        body.append("".join(_img((evaluation / f"{n}.png").read_bytes())
+                            for n in ("roc", "pr", "calibration", "lift") if (evaluation / f"{n}.png").exists()))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>churn-spark: churn early warning</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
+            "text-align:left}</style></head><body>" + "".join(body) + "</body></html>")
+
+
+def _table(frame, columns: list[str]) -> str:
+    header = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in columns) + "</tr>"
+                   for _, row in frame.iterrows())
+    return f"<table><tr>{header}</tr>{rows}</table>" if len(frame) else "<p>No alerts in this run.</p>"
+
+
+def _histogram_png(histogram) -> bytes:
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    bottom = None
+    for tier in TIERS:
+        counts = histogram[histogram["risk_tier"] == tier].groupby("bin")["users"].sum()
+        counts = counts.reindex([b / BINS for b in range(BINS)], fill_value=0)
+        axes.bar(counts.index, counts.to_numpy(), width=1 / BINS, align="edge", label=tier,
+                 bottom=bottom)
+        bottom = counts.to_numpy() if bottom is None else bottom + counts.to_numpy()
+    axes.set(xlabel="churn probability", ylabel="users", title="Users by churn probability and tier")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _img(png: bytes) -> str:
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
