@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
                         help="snapshot date of the scoring run (default: today, UTC)")
 
+    promote = commands.add_parser("promote", parents=[common],
+                                  help="make a registered version the champion if it ranks better")
+    promote.add_argument("--candidate", metavar="V", help="registered model version (default: the latest)")
+
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
 
@@ -71,18 +76,25 @@ def _today() -> dt.date:
 
 
 def parse_dates(text: str) -> list[dt.date]:
-    """``D1,D2,...`` or ``START:END:STEP_DAYS`` (END included) as a sorted list of dates."""
+    """Comma-separated dates, ``START:END:STEP_DAYS`` ranges (END included) and ``today`` or
+    ``today-N`` (UTC; what a scheduler passes), as a sorted list."""
+    dates: set[dt.date] = set()
     try:
-        if ":" in text:
-            start, end, step = text.split(":")
-            first, last, days = dt.date.fromisoformat(start), dt.date.fromisoformat(end), int(step)
-            if days < 1 or last < first:
-                raise ValueError
-            return [first + dt.timedelta(days=k * days) for k in range((last - first).days // days + 1)]
-        return sorted({dt.date.fromisoformat(part.strip()) for part in text.split(",") if part.strip()})
+        for part in (p.strip() for p in text.split(",")):
+            if ":" in part:
+                start, end, step = part.split(":")
+                first, last, days = dt.date.fromisoformat(start), dt.date.fromisoformat(end), int(step)
+                if days < 1 or last < first:
+                    raise ValueError
+                dates.update(first + dt.timedelta(days=k * days) for k in range((last - first).days // days + 1))
+            elif re.fullmatch(r"today(-\d+)?", part):  # relative to the run's date (UTC), for schedulers
+                dates.add(_today() - dt.timedelta(days=int(part[6:] or 0)))
+            elif part:
+                dates.add(dt.date.fromisoformat(part))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected YYYY-MM-DD[,YYYY-MM-DD...] or START:END:STEP_DAYS") from None
+            f"{text!r}: expected YYYY-MM-DD, START:END:STEP_DAYS or today-N items, comma-separated") from None
+    return sorted(dates)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,6 +169,10 @@ def _run(args: argparse.Namespace, config: Config) -> None:
             if args.no_alerts:
                 return
         print("\n".join(run_alerts(spark, config, args.as_of).lines()))
+    elif args.command == "promote":
+        from churn_spark.promote import promote
+
+        print("\n".join(promote(spark, config, args.candidate).lines()))
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 

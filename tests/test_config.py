@@ -80,11 +80,19 @@ def test_readme_feature_table_is_generated_from_the_catalogue() -> None:
     ("2026-03-15,2026-03-01", [dt.date(2026, 3, 1), dt.date(2026, 3, 15)]),
     ("2026-03-01:2026-03-29:14", [dt.date(2026, 3, 1), dt.date(2026, 3, 15), dt.date(2026, 3, 29)]),
     ("2026-03-01:2026-03-10:7", [dt.date(2026, 3, 1), dt.date(2026, 3, 8)]),
+    ("2026-03-01:2026-03-10:7,2026-06-01", [dt.date(2026, 3, 1), dt.date(2026, 3, 8), dt.date(2026, 6, 1)]),
 ])
 def test_snapshot_dates_on_the_command_line(text: str, dates: list) -> None:
     from churn_spark.cli import parse_dates
 
     assert parse_dates(text) == dates
+
+
+def test_relative_dates_are_days_before_today_in_utc() -> None:
+    from churn_spark.cli import parse_dates
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert parse_dates("today-31,today") == [today - dt.timedelta(days=31), today]
 
 
 @pytest.mark.parametrize("text", ["2026-02-30", "2026-03-10:2026-03-01:7", "2026-03-01:2026-03-10:0", "soon"])

@@ -1,8 +1,9 @@
 """MLflow: parameters, per-epoch metrics, the report, and the registered model.
 
 The registered model is an MLflow pyfunc wrapping a ``Bundle`` (weights, preprocessing
-state, feature list, threshold), so scoring loads ``models:/NAME/latest`` or a named version
-and calls ``predict`` on raw feature rows.
+state, feature list, threshold), so scoring loads the version holding the ``champion`` alias
+(set by ``churn-spark promote``; the latest version while none does) or a named version and
+calls ``predict`` on raw feature rows.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.split import Split
+
+CHAMPION = "champion"  # the registered-model alias that scoring uses by default
 
 
 class ChurnModel(mlflow.pyfunc.PythonModel):
@@ -73,8 +78,10 @@ def register_bundle(config: Config, path: str | Path, tags: dict[str, Any] | Non
     if not mlflow.active_run():
         mlflow.set_experiment(config.mlflow.experiment)
     with contextlib.nullcontext() if mlflow.active_run() else mlflow.start_run(run_name=Path(path).stem):
-        info = mlflow.pyfunc.log_model("model", python_model=ChurnModel(), artifacts={"bundle": str(path)},
-                                       registered_model_name=config.mlflow.model_name)
+        info = mlflow.pyfunc.log_model(
+            "model", python_model=ChurnModel(), artifacts={"bundle": str(path)},
+            registered_model_name=config.mlflow.model_name, signature=_signature(bundle),
+            pip_requirements=_requirements())  # given, not inferred: inference re-imports the model (~8 s)
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for key, value in {"kind": bundle.kind, "threshold": bundle.threshold, "features": ",".join(bundle.features),
@@ -83,8 +90,43 @@ def register_bundle(config: Config, path: str | Path, tags: dict[str, Any] | Non
     return version
 
 
+def _signature(bundle: Bundle) -> ModelSignature:
+    """Raw feature rows in (numerics and category text), ``churn_probability`` out; Unity
+    Catalog's registry requires a signature."""
+    inputs = [ColSpec("double", name) for name in bundle.preprocessing.numeric]
+    inputs += [ColSpec("string", name) for name in bundle.preprocessing.categorical]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "churn_probability")]))
+
+
+def _requirements() -> list[str]:
+    """What loading the pyfunc needs: this package (it defines the model class) and its stack."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("churn-spark", "torch", "pandas", "numpy", "mlflow")]
+
+
+def champion_version(config: Config) -> str | None:
+    """The version holding the ``champion`` alias of ``mlflow.model_name`` (registered), or None."""
+    mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
+    version = mlflow.MlflowClient().get_registered_model(config.mlflow.model_name).aliases.get(CHAMPION)
+    return str(version) if version is not None else None
+
+
 def load_registered(config: Config, version: str | None = None) -> tuple[str, Bundle]:
-    """The registered model's version (the latest when ``version`` is None) and its bundle.
+    """A registered version of ``mlflow.model_name`` and its bundle.
+
+    Parameters
+    ----------
+    config
+        Names the tracking URI and the model.
+    version
+        A version number; ``"latest"`` for the highest one; None for the version holding the
+        ``champion`` alias, or the latest where no version holds it.
+
+    Returns
+    -------
+    tuple of (str, Bundle)
+        The version chosen and its bundle (``bundle.version`` set to it).
 
     Raises
     ------
@@ -97,7 +139,9 @@ def load_registered(config: Config, version: str | None = None) -> tuple[str, Bu
     known = sorted(int(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'"))
     if not known:
         raise InputError(f"model {name}: nothing registered at {uri}; run churn-spark train first")
-    chosen = str(known[-1]) if version in (None, "latest") else str(version)
+    if version is None:
+        version = champion_version(config) or "latest"
+    chosen = str(known[-1]) if version == "latest" else str(version)
     if not chosen.isdigit() or int(chosen) not in known:
         raise InputError(f"model {name}: no version {version} at {uri}; registered: "
                          f"{', '.join(map(str, known))}")
