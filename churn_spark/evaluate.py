@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
@@ -60,6 +61,14 @@ def model_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
         "ece": float(binary_calibration_error(torch.tensor(scores, dtype=torch.float32),
                                               torch.tensor(labels, dtype=torch.long), n_bins=10)),
     }
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """``metrics.json`` as one row per model, the headline metrics rounded (for notebooks)."""
+    columns = ["roc_auc", "pr_auc", "f1", "top_decile_lift", "brier", "ece", "threshold"]
+    rows = [{"model": model, **{c: round(values[c], 4) for c in columns if c in values}}
+            for model, values in metrics["models"].items()]
+    return pd.DataFrame(rows)
 
 
 def write_report(test: dict[str, Scores], thresholds: dict[str, float], test_snapshot: dt.date,

@@ -27,12 +27,19 @@ def setup(conf: str, overrides: str = "") -> tuple[Config, SparkSession]:
 
 
 def show(frame: Any, rows: int = 20) -> None:
-    """``display`` on Databricks, a printed table elsewhere."""
+    """``display`` on Databricks, a printed table elsewhere (Spark or pandas DataFrames)."""
     display = _ipython_global("display") if _dbutils() is not None else None
     if display is not None:
         display(frame)
+    elif hasattr(frame, "to_string"):  # pandas
+        print(frame.head(rows).to_string(index=False))
     else:
         frame.show(rows, truncate=False)
+
+
+def show_text(text: str) -> None:
+    """Plain text (a summary, a path): printed, on Databricks too."""
+    print(text)
 
 
 def _dbutils() -> Any:

@@ -59,6 +59,21 @@ def _last_event(events: DataFrame, needed: dt.date) -> dt.datetime | None:
     return recent if recent is not None else events.agg(F.max("event_time")).first()[0]
 
 
+def latest_snapshot(spark: SparkSession, config: Config, name: str = "user_features") -> dt.date:
+    """The last snapshot date in table ``name``.
+
+    Raises
+    ------
+    InputError
+        If the table does not exist or is empty.
+    """
+    latest = (tables.read_table(spark, config, name).agg(F.max("snapshot_date")).first()[0]
+              if tables.table_exists(spark, config, name) else None)
+    if latest is None:
+        raise InputError(f"{config.table(name)}: no snapshots; run churn-spark features first")
+    return latest
+
+
 def read_inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFrame | None]:
     if not tables.table_exists(spark, config, "events"):
         raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
