@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", parents=[common], help="score every user at a date; alerts; summary")
     score.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
                        help="snapshot date YYYY-MM-DD (default: today, UTC)")
-    score.add_argument("--model-version", metavar="V", help="registered model version (default: the latest)")
+    score.add_argument("--model-version", metavar="V",
+                       help="registered model version (default: the champion, else the latest)")
     score.add_argument("--no-alerts", action="store_true", help="write churn_scores only")
 
     alerts = commands.add_parser("alerts", parents=[common], help="alerts and exports of a scoring run")
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser("promote", parents=[common],
                                   help="make a registered version the champion if it ranks better")
-    promote.add_argument("--candidate", metavar="V", help="registered model version (default: the latest)")
+    promote.add_argument("--candidate", metavar="V", help="registered model version (default: the champion, else the latest)")
+
+    report = commands.add_parser("report", parents=[common], help="the manager's HTML report of a scoring run")
+    report.add_argument("--as-of", type=dt.date.fromisoformat, metavar="DATE", help="default: the latest run")
 
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
@@ -173,6 +177,10 @@ def _run(args: argparse.Namespace, config: Config) -> None:
         from churn_spark.promote import promote
 
         print("\n".join(promote(spark, config, args.candidate).lines()))
+    elif args.command == "report":
+        from churn_spark.report import write_manager_report
+
+        print(f"manager's report: {write_manager_report(spark, config, args.as_of)}")
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 
