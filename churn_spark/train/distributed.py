@@ -21,9 +21,32 @@ LAUNCHERS = ("single", "torchrun", "torchdistributor")
 def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     """Train one rank (or the only process) from ``params``; return the run's summary."""
     import churn_spark.train.feed  # noqa: F401  (petastorm's thread-pool fix, in this process too)
-    from churn_spark.train.distributed import run_rank
+    from churn_spark.train.distributed import run_rank, skip_teardown_at_exit
 
-    return run_rank(params)
+    summary = run_rank(params)
+    if summary["world_size"] > 1:  # a process of its own, started by torchrun
+        skip_teardown_at_exit()
+    return summary
+
+
+def skip_teardown_at_exit() -> None:
+    """End this rank's process with ``os._exit(0)`` at exit, once the launcher has saved its result.
+
+    DDP keeps the gloo process group, and its threads, alive after ``destroy_process_group``;
+    tearing the interpreter down under them now and then aborts a rank that has finished
+    ("terminate called without an active exception"). With ranks on several machines
+    (TorchDistributor with ``local_mode=False``) the other nodes' torchrun agents then wait 300 s
+    at their exit barrier for the failed one, and the training stage stalls for five minutes.
+    Registered only after training succeeded: a failure still ends the process with an error.
+    """
+    import atexit
+
+    def _exit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(_exit)
 
 
 def run_rank(params: dict[str, Any]) -> dict[str, Any]:

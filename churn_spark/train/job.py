@@ -65,6 +65,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     finally:
         for converter in converters.values():
             converter.delete()
+    # What really ran (world size, device, epochs, seconds), beside the configuration that asked for it.
+    (run_dir / "training.json").write_text(json.dumps(summaries, indent=2))
     _fit_lightgbm(parts["train"], valid_rows, numeric, categorical, config, run_dir)
     metrics = evaluate_run(spark, config, run_dir)
     version = track_run(config, split, summaries, metrics, run_dir)
