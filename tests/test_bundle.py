@@ -167,14 +167,13 @@ def cron_steps(command: str) -> list[tuple[str, list[str]]]:
     return steps
 
 
-def test_crontab_submits_with_delta_and_the_project_wheel() -> None:
+def test_crontab_submits_with_delta_and_the_project_package() -> None:
     setup = (ROOT / "setup.py").read_text()
-    version = re.search(r'version="([^"]+)"', setup).group(1)
     delta = re.search(r'"delta-spark==([^"]+)"', setup).group(1)
     assert ENVIRONMENT["CRON_TZ"] == "UTC"
     assert shlex.split(ENVIRONMENT["SUBMIT"]) == [
         "spark-submit", "--packages", f"io.delta:delta-spark_2.13:{delta}",
-        "--py-files", f"dist/churn_spark-{version}-py3-none-any.whl"]
+        "--py-files", "dist/churn_spark.zip"]
 
 
 def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
