@@ -173,7 +173,7 @@ def test_crontab_submits_with_delta_and_the_project_package() -> None:
     assert ENVIRONMENT["CRON_TZ"] == "UTC"
     assert shlex.split(ENVIRONMENT["SUBMIT"]) == [
         "spark-submit", "--packages", f"io.delta:delta-spark_2.13:{delta}",
-        "--py-files", "dist/churn_spark.zip"]
+        "--py-files", "dist/churn_spark.zip", "--conf", "spark.executorEnv.PYTHONPATH=churn_spark.zip"]
 
 
 def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
