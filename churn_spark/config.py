@@ -27,6 +27,7 @@ TABLES = (
     "ingest_log",
     "user_features",
     "training_set",
+    "label_stats",
     "churn_scores",
     "alerts",
     "score_runs",
@@ -281,4 +282,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {item!r}: {part} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(value) if value else None
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({problem})") from None

@@ -48,6 +48,8 @@ def test_bad_value_is_named() -> None:
 @pytest.mark.parametrize("item, message", [
     ("lakehouse", "--set 'lakehouse': expected KEY=VALUE"),
     ("lakehouse.x=1", "--set 'lakehouse.x=1': lakehouse is not a section"),
+    ("train.train_snapshots=[[[", "--set 'train.train_snapshots=[[[': value is not valid YAML "
+                                   "(expected the node content, but found '<stream end>')"),
 ])
 def test_malformed_override(item: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
