@@ -145,13 +145,15 @@ def _run(args: argparse.Namespace, config: Config) -> None:
 
         for report in ingest(spark, config, args.events, args.users, args.format, args.source):
             print(report.summary())
-    elif args.command in ("features", "labels"):
-        from churn_spark.snapshots import run_features, run_labels
+    elif args.command == "features":
+        from churn_spark.snapshots import run_features
 
-        job = run_features if args.command == "features" else run_labels
-        rows = job(spark, config, args.as_of)
-        table = "user_features" if args.command == "features" else "training_set"
-        print(f"{table}: {rows} rows for {len(args.as_of)} snapshot date(s)")
+        rows = run_features(spark, config, args.as_of)
+        print(f"user_features: {rows} rows for {len(args.as_of)} snapshot date(s)")
+    elif args.command == "labels":
+        from churn_spark.snapshots import run_labels
+
+        print("\n".join(run_labels(spark, config, args.as_of).lines()))
     elif args.command in ("train", "evaluate"):
         from churn_spark.train.job import evaluate_run, run_training
 

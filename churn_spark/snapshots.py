@@ -7,7 +7,9 @@ re-running a date replaces exactly that date's partition (Delta ``replaceWhere``
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -17,6 +19,9 @@ from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.features import KEYS, assemble, check_schema, compute_features
 from churn_spark.labels import check_label_windows, label_aggregates
+
+log = logging.getLogger(__name__)
+
 
 def build_training_set(
     events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config
@@ -37,8 +42,40 @@ def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[d
     return tables.replace_dates(frame, config, "user_features", snapshot_dates)
 
 
-def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
-    """Compute and write ``training_set`` for the dates; return the rows written.
+@dataclass(frozen=True)
+class SnapshotLabels:
+    """One snapshot's labels: who was eligible at T and how many of them churned."""
+
+    snapshot_date: dt.date
+    eligible_users: int
+    churners: int
+
+    @property
+    def churn_rate(self) -> float:
+        return self.churners / self.eligible_users if self.eligible_users else 0.0
+
+
+@dataclass(frozen=True)
+class LabelRun:
+    """What ``run_labels`` wrote: the training_set rows, and per snapshot its label counts."""
+
+    rows: int
+    snapshots: tuple[SnapshotLabels, ...]
+
+    def lines(self) -> list[str]:
+        per_snapshot = [f"  {s.snapshot_date}: {s.eligible_users} eligible users, {s.churners} churners, "
+                        f"churn rate {s.churn_rate:.4f}" for s in self.snapshots]
+        return [f"training_set: {self.rows} rows for {len(self.snapshots)} snapshot date(s)", *per_snapshot]
+
+
+def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> LabelRun:
+    """Compute and write ``training_set`` for the dates, and each date's counts to ``label_stats``.
+
+    Returns
+    -------
+    LabelRun
+        The rows written and, per snapshot, the eligible users, churners and churn rate
+        (the first figures a user checks against their own numbers).
 
     Raises
     ------
@@ -50,7 +87,37 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
                         _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
     frame = build_training_set(events, users, snapshot_dates, config)
     check_schema(frame.drop("label"), config.features)
-    return tables.replace_dates(frame, config, "training_set", snapshot_dates)
+    rows = tables.replace_dates(frame, config, "training_set", snapshot_dates)
+    written = tables.read_table(spark, config, "training_set").where(F.col("snapshot_date").isin(list(snapshot_dates)))
+    stats = label_stats(written, snapshot_dates, config)
+    tables.replace_dates(stats, config, "label_stats", snapshot_dates)
+    counts = {r["snapshot_date"]: r for r in stats.collect()}
+    snapshots = tuple(SnapshotLabels(d, counts[d]["eligible_users"], counts[d]["churners"]) if d in counts
+                      else SnapshotLabels(d, 0, 0) for d in sorted(set(snapshot_dates)))
+    for snapshot in snapshots:
+        log.info("labels %s: %d eligible, churn rate %.4f", snapshot.snapshot_date, snapshot.eligible_users,
+                 snapshot.churn_rate)
+    return LabelRun(rows, snapshots)
+
+
+def label_stats(training_set: DataFrame, snapshot_dates: Sequence[dt.date], config: Config) -> DataFrame:
+    """One ``label_stats`` row per snapshot date: eligible users, churners, churn rate, the label settings.
+
+    A date with no eligible user gets a row of zeros, so that it shows in the table too.
+    """
+    labels = config.labels
+    spark = training_set.sparkSession
+    dates = spark.createDataFrame([(d,) for d in sorted(set(snapshot_dates))], "snapshot_date date")
+    counts = training_set.groupBy("snapshot_date").agg(
+        F.count(F.lit(1)).alias("eligible_users"), F.sum("label").cast("long").alias("churners"))
+    return (dates.join(counts, "snapshot_date", "left").na.fill(0, ["eligible_users", "churners"])
+            .select("snapshot_date", "eligible_users", "churners",
+                    F.when(F.col("eligible_users") > 0, F.col("churners") / F.col("eligible_users"))
+                    .otherwise(0.0).alias("churn_rate"),
+                    F.lit(labels.horizon_days).alias("horizon_days"),
+                    F.lit(labels.lookback_days).alias("lookback_days"),
+                    F.lit(labels.eligibility).alias("eligibility"),
+                    F.current_timestamp().alias("computed_at")))
 
 
 def _last_event(events: DataFrame, needed: dt.date) -> dt.datetime | None:

@@ -44,5 +44,5 @@ notebook.show(quality.feature_coverage(user_features, config.features), rows=80)
 
 # COMMAND ----------
 
-notebook.show_text(f"training_set: {run_labels(spark, config, label_dates)} rows written")
+notebook.show_text("\n".join(run_labels(spark, config, label_dates).lines()))
 notebook.show(quality.label_rates(read_table(spark, config, "training_set")))

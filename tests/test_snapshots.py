@@ -61,3 +61,31 @@ def test_labels_refuse_an_incomplete_window_before_writing(spark: SparkSession, 
 def test_jobs_need_an_events_table(spark: SparkSession, config: Config) -> None:
     with pytest.raises(InputError, match="no events table; run churn-spark ingest first"):
         run_features(spark, config, [T])
+
+
+def test_labels_report_and_store_each_snapshots_eligible_users_and_churn_rate(
+        spark: SparkSession, config: Config) -> None:
+    def buy(user: str, when: str) -> tuple:
+        return (user, dt.datetime.fromisoformat(when), "purchase", f"s-{user}-{when}", "p1", "A", "app",
+                10.0, 1, None, None, None)
+
+    view = ("u8", dt.datetime(2026, 2, 20, 10), "view", "v8", "p1", "A", "app", None, None, 5.0, None, None)
+    _store(spark, config, make_events(spark, [
+        buy("u5", "2026-02-01 10:00:00"),                                    # T2 and T: churns
+        buy("u6", "2026-02-01 10:00:00"), buy("u6", "2026-03-10 10:00:00"),  # T2 and T: stays
+        buy("u7", "2026-02-20 10:00:00"), buy("u7", "2026-04-20 10:00:00"),  # T: churns; not eligible at T2
+        view,                                                                # never eligible (no purchase)
+    ]))
+    run = run_labels(spark, config, [T2, T])
+
+    assert run.rows == 5
+    assert [(s.snapshot_date, s.eligible_users, s.churners) for s in run.snapshots] == [(T2, 2, 1), (T, 3, 2)]
+    assert run.lines() == [
+        "training_set: 5 rows for 2 snapshot date(s)",
+        "  2026-02-15: 2 eligible users, 1 churners, churn rate 0.5000",
+        "  2026-03-01: 3 eligible users, 2 churners, churn rate 0.6667",
+    ]
+    stored = read_table(spark, config, "label_stats").orderBy("snapshot_date").collect()
+    assert [(r.snapshot_date, r.eligible_users, r.churners, round(r.churn_rate, 6), r.horizon_days,
+             r.lookback_days, r.eligibility) for r in stored] == [
+        (T2, 2, 1, 0.5, 30, 90, "purchase"), (T, 3, 2, round(2 / 3, 6), 30, 90, "purchase")]
