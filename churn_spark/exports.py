@@ -49,7 +49,8 @@ def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: b
     Parameters
     ----------
     root
-        The folder of all exports of one kind (a path or URI).
+        The folder of all exports of one kind (a path or URI); it and the folder above it (the
+        exports folder) are made 700.
     name
         The export's folder name (a snapshot date).
     write

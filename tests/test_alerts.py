@@ -189,6 +189,21 @@ def test_scoring_an_earlier_date_flags_the_later_dates_alerts_until_they_are_rec
         "run churn-spark alerts --as-of 2026-03-15"]
 
 
+def test_a_score_runs_table_from_before_run_status_gains_the_columns(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A})
+    store_features(spark, registered, T2, {"a": A, "b": A})
+    run_scoring(spark, registered, T1)
+    run_scoring(spark, registered, T2)
+    legacy = spark.createDataFrame([(T1, "1", 1, 1, 0, 0, 0, 1, 100.0, AT)], (
+        "snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, low bigint, "
+        "lapsed bigint, new_alerts bigint, revenue_at_risk double, recorded_at timestamp"))
+    tables.replace_dates(legacy, registered, "score_runs", [T1])  # as run_alerts wrote it before
+    assert run_alerts(spark, registered, T2).warnings == ()  # the legacy row counts as complete
+    runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
+    assert [(r.snapshot_date, r.new_alerts, r.status, r.previous_snapshot) for r in runs] == [
+        (T1, 1, None, None), (T2, 1, "complete", T1)]
+
+
 def test_a_run_whose_export_fails_stays_incomplete(spark: SparkSession, registered: Config) -> None:
     store_features(spark, registered, T1, {"a": A})
     run_scoring(spark, registered, T1)
@@ -212,7 +227,8 @@ def test_a_failed_export_leaves_the_previous_one_whole_and_nothing_else(spark: S
 
     def fails_half_way(folder: str) -> None:
         rows.withColumn("user_id", F.lit("b")).write.json(f"{folder}/jsonl")
-        rows.withColumn("churn_probability", F.raise_error(F.lit("disk full")).cast("string")).write.csv(f"{folder}/csv")
+        failing = F.raise_error(F.lit("disk full")).cast("string")
+        rows.withColumn("churn_probability", failing).write.csv(f"{folder}/csv")
 
     with pytest.raises(Exception, match="disk full"):
         swap_in(str(root), "2026-03-01", fails_half_way, pseudonymised=True)
