@@ -18,6 +18,7 @@ A write that fails removes its staging folder and leaves the old export as it wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import posixpath
@@ -71,7 +72,8 @@ def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: b
             json.dump({"pseudonymised": pseudonymised}, out)
         _restrict(fs, staging)
     except BaseException:
-        fs.rm(staging, recursive=True)
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            fs.rm(staging, recursive=True)
         raise
     previous = posixpath.join(base, f".{name}.previous")
     if fs.exists(final):
@@ -102,19 +104,21 @@ def recover(root: str, name: str) -> None:
 
 
 def exported(root: str) -> list[ExportInfo]:
-    """The exports under ``root``, oldest name first, each with how its user ids were written."""
+    """The exports under ``root``, by name, each with how its user ids were written (one that a
+    killed swap left moved aside counts: the next write of it puts it back first)."""
     fs, base = fsspec.core.url_to_fs(root)
     if not fs.exists(base):
         return []
-    found = []
-    for entry in sorted(fs.ls(base, detail=False)):
-        name = posixpath.basename(entry.rstrip("/"))
-        if name.startswith(".") or not fs.isdir(entry):
-            continue
-        manifest = posixpath.join(entry, MANIFEST)
-        pseudonymised = json.loads(fs.cat_file(manifest))["pseudonymised"] if fs.exists(manifest) else None
-        found.append(ExportInfo(name, pseudonymised))
-    return found
+    folders = {posixpath.basename(e.rstrip("/")): e for e in fs.ls(base, detail=False) if fs.isdir(e)}
+    aside = {n[1:-len(".previous")]: e for n, e in folders.items() if n.startswith(".") and n.endswith(".previous")}
+    found = {n: e for n, e in folders.items() if not n.startswith(".")}
+    found.update({n: e for n, e in aside.items() if n not in found})
+    return [ExportInfo(name, _pseudonymised(fs, found[name])) for name in sorted(found)]
+
+
+def _pseudonymised(fs: AbstractFileSystem, folder: str) -> bool | None:
+    manifest = posixpath.join(folder, MANIFEST)
+    return json.loads(fs.cat_file(manifest))["pseudonymised"] if fs.exists(manifest) else None
 
 
 def _make_private_folder(fs: AbstractFileSystem, path: str) -> None:

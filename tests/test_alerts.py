@@ -242,6 +242,7 @@ def test_what_a_killed_swap_leaves_is_put_right_before_the_next_write(tmp_path: 
     swap_in(str(root), "2026-03-01", lambda folder: (Path(folder) / "jsonl").mkdir(), pseudonymised=False)
     (root / "2026-03-01").rename(root / ".2026-03-01.previous")  # killed between the two renames
     (root / ".2026-03-01.staging-0123456789ab" / "csv" / "_temporary").mkdir(parents=True)
+    assert exported(str(root)) == [ExportInfo("2026-03-01", False)]  # still there, moved aside
     recover(str(root), "2026-03-01")
     assert sorted(p.name for p in root.iterdir()) == ["2026-03-01"]
     assert sorted(p.name for p in (root / "2026-03-01").iterdir()) == ["_export.json", "jsonl"]
