@@ -224,9 +224,9 @@ def test_an_empty_tracking_location_is_refused_in_one_line_and_left_uncreated(
     nowhere = tmp_path / "no-mlruns"
     code = main(["score", "--as-of", "2026-03-01", "--set", f"lakehouse={config.lakehouse}",
                  "--set", f"mlflow.tracking_uri={nowhere}"])
+    assert not nowhere.exists()  # no MLflow store made there
     assert (code, capsys.readouterr().err) == (
         2, f"churn-spark: error: no registered model churn-spark at {nowhere}; run churn-spark train first\n")
-    assert not nowhere.exists()
     empty = tmp_path / "empty-mlruns"
     empty.mkdir()
     at_empty = config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": str(empty)})})
