@@ -5,7 +5,8 @@ run (or were not scored then), or when, still in the model's population (not ``l
 their probability rose by more than ``alerts.probability_rise`` since that run. Each alert carries the user's reasons and the
 suggested action of the first rule in ``alerts.actions`` whose feature patterns match one of
 the user's reason features. ``run_alerts`` writes the ``alerts`` partition of T, the CSV and
-JSON-lines exports, and the run's summary (``score_runs``).
+JSON-lines exports (staged and swapped in whole: ``churn_spark.exports``), and the run's summary
+(``score_runs``, marked complete only once all of them are written: ``churn_spark.runs``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from churn_spark import tables
+from churn_spark import exports, runs, tables
 from churn_spark.config import ActionRule, AlertsConfig, Config
 from churn_spark.errors import InputError
 from churn_spark.score import TIERS
@@ -90,9 +91,16 @@ def action_counts(alerts: DataFrame) -> DataFrame:
 
 
 def previous_run(scores: DataFrame, as_of: dt.date) -> DataFrame | None:
-    """The rows of the latest scoring run before ``as_of``, or None."""
-    before = scores.where(F.col("snapshot_date") < F.lit(as_of)).agg(F.max("snapshot_date")).first()[0]
-    return None if before is None else scores.where(F.col("snapshot_date") == F.lit(before))
+    """The rows of the latest scoring run before ``as_of`` (by snapshot date), or None."""
+    before = _previous(scores, as_of)
+    return None if before is None else scores.where(F.col("snapshot_date") == F.lit(before[0]))
+
+
+def _previous(scores: DataFrame, as_of: dt.date) -> tuple[dt.date, dt.datetime] | None:
+    """The snapshot date of the latest scoring run before ``as_of`` and when it was scored."""
+    row = (scores.where(F.col("snapshot_date") < F.lit(as_of)).groupBy("snapshot_date")
+           .agg(F.max("scored_at").alias("scored_at")).orderBy(F.desc("snapshot_date")).first())
+    return None if row is None else (row["snapshot_date"], row["scored_at"])
 
 
 def export_view(alerts: DataFrame, salt: str | None) -> DataFrame:
@@ -112,17 +120,22 @@ class Summary:
     new_alerts: int
     revenue_at_risk: float
     exports: str
+    warnings: tuple[str, ...] = ()  # incomplete runs, exports left with raw user ids
 
     def lines(self) -> list[str]:
         tiers = ", ".join(f"{tier} {self.tiers.get(tier, 0)}" for tier in TIERS)
         return [f"scored {self.users_scored} users at {self.snapshot_date} with model version {self.model_version}",
                 f"risk tiers: {tiers}",
                 f"new alerts: {self.new_alerts} (exported to {self.exports})",
-                f"revenue at risk (last-90-day spend of high-tier users): {self.revenue_at_risk:,.2f}"]
+                f"revenue at risk (last-90-day spend of high-tier users): {self.revenue_at_risk:,.2f}",
+                *(f"warning: {w}" for w in self.warnings)]
 
 
 def run_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> Summary:
     """Alerts for the scoring run of ``as_of``: table partition, exports, summary.
+
+    The run's ``score_runs`` row says ``incomplete`` until the alerts and both exports are
+    written; the summary's warnings list every other date that is not complete.
 
     Raises
     ------
@@ -135,20 +148,69 @@ def run_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> Summary:
         raise InputError(f"{config.table('churn_scores')}: no scores; run churn-spark score first")
     scores = tables.read_table(spark, config, "churn_scores")
     current = scores.where(F.col("snapshot_date") == F.lit(as_of))
-    counts = {row["risk_tier"]: (row["users"], row["revenue"], row["version"]) for row in current.groupBy("risk_tier")
-              .agg(F.count(F.lit(1)).alias("users"), F.sum("spend_90d").alias("revenue"),
-                   F.max("model_version").alias("version")).collect()}
+    counts = {row["risk_tier"]: (row["users"], row["revenue"], row["version"], row["scored_at"]) for row in current
+              .groupBy("risk_tier").agg(F.count(F.lit(1)).alias("users"), F.sum("spend_90d").alias("revenue"),
+                                        F.max("model_version").alias("version"), F.max("scored_at").alias("scored_at"))
+              .collect()}
     if not counts:
         raise InputError(f"{config.table('churn_scores')}: no scoring run at {as_of}; run churn-spark score first")
-    alerts = build_alerts(current, previous_run(scores, as_of), config.alerts)
+    before = _previous(scores, as_of)
+    run = {"snapshot_date": as_of, "model_version": next(iter(counts.values()))[2],
+           "users_scored": sum(c[0] for c in counts.values()), **{tier: counts.get(tier, (0,))[0] for tier in TIERS},
+           "revenue_at_risk": float(counts.get("high", (0, 0.0))[1] or 0.0),
+           "scored_at": max(c[3] for c in counts.values()),
+           "previous_snapshot": before[0] if before else None, "previous_scored_at": before[1] if before else None}
+    runs.record(spark, config, {**run, "status": runs.INCOMPLETE})
+    previous = scores.where(F.col("snapshot_date") == F.lit(before[0])) if before else None
+    alerts = build_alerts(current, previous, config.alerts)
     written = tables.replace_dates(alerts, config, "alerts", [as_of])
-    exports = _export(tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of)),
-                      config, as_of, salt)
-    summary = Summary(as_of, next(iter(counts.values()))[2], sum(c[0] for c in counts.values()),
-                      {tier: c[0] for tier, c in counts.items()}, written,
-                      float(counts.get("high", (0, 0.0))[1] or 0.0), exports)
-    _store(spark, config, summary)
-    return summary
+    folder = _export(read_alerts(spark, config, as_of), config, as_of, salt)
+    runs.record(spark, config, {**run, "new_alerts": written, "status": runs.COMPLETE})
+    warnings = [i.line() for i in runs.incomplete_runs(spark, config)]
+    warnings += _raw_exports(config, as_of, salt)
+    return Summary(as_of, run["model_version"], run["users_scored"], {tier: c[0] for tier, c in counts.items()},
+                   written, run["revenue_at_risk"], folder, tuple(warnings))
+
+
+def rewrite_exports(spark: SparkSession, config: Config) -> list[str]:
+    """Rewrite every date's exports from the ``alerts`` table under the current
+    ``alerts.pseudonymise`` (the way back after turning it on); the lines to print.
+
+    Raises
+    ------
+    InputError
+        Before anything is written: pseudonymised exports without the salt, or exports but no
+        ``alerts`` table to rewrite them from.
+    """
+    salt = _salt(config.alerts)
+    names = [e.name for e in exports.exported(_root(config)) if _is_date(e.name)]
+    if names and not tables.table_exists(spark, config, "alerts"):
+        raise InputError(f"{config.table('alerts')}: no alerts table to rewrite the exports from")
+    for name in names:
+        day = dt.date.fromisoformat(name)
+        _export(read_alerts(spark, config, day), config, day, salt)
+    ids = "pseudonymised" if salt is not None else "raw"
+    return [f"rewrote the exports of {len(names)} date(s) under {_root(config)} with {ids} user ids"]
+
+
+def _raw_exports(config: Config, as_of: dt.date, salt: str | None) -> list[str]:
+    """A warning when ids are pseudonymised now but other dates' exports were written without."""
+    if salt is None:
+        return []
+    raw = [e.name for e in exports.exported(_root(config)) if e.name != as_of.isoformat() and not e.pseudonymised]
+    if not raw:
+        return []
+    shown = ", ".join(raw[:5]) + (f" and {len(raw) - 5} more" if len(raw) > 5 else "")
+    return [f"the exports of {shown} carry raw user ids (written before alerts.pseudonymise was on); "
+            f"run churn-spark alerts --rewrite-exports"]
+
+
+def _is_date(name: str) -> bool:
+    try:
+        dt.date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _salt(settings: AlertsConfig) -> str | None:
@@ -161,23 +223,18 @@ def _salt(settings: AlertsConfig) -> str | None:
     return salt
 
 
+def _root(config: Config) -> str:
+    return f"{config.location('exports')}/alerts"
+
+
 def _export(alerts: DataFrame, config: Config, as_of: dt.date, salt: str | None) -> str:
-    """``exports/alerts/<date>/csv`` and ``/jsonl``: one part file each, replaced on re-runs."""
-    folder = f"{config.location('exports')}/alerts/{as_of.isoformat()}"
+    """``exports/alerts/<date>/csv`` and ``/jsonl``: one part file each, swapped in whole."""
     view = export_view(alerts, salt).orderBy(F.desc("churn_probability"), "user_id").coalesce(1)
-    view.write.mode("overwrite").json(f"{folder}/jsonl")
-    (view.withColumn("top_reasons", F.array_join("top_reasons", "; "))
-     .withColumn("reason_features", F.array_join("reason_features", ";"))
-     .write.mode("overwrite").option("header", True).csv(f"{folder}/csv"))
-    return folder
 
+    def write(folder: str) -> None:
+        view.write.json(f"{folder}/jsonl")
+        (view.withColumn("top_reasons", F.array_join("top_reasons", "; "))
+         .withColumn("reason_features", F.array_join("reason_features", ";"))
+         .write.option("header", True).csv(f"{folder}/csv"))
 
-def _store(spark: SparkSession, config: Config, summary: Summary) -> None:
-    row = spark.createDataFrame(
-        [(summary.snapshot_date, summary.model_version, summary.users_scored,
-          *[summary.tiers.get(tier, 0) for tier in TIERS], summary.new_alerts, summary.revenue_at_risk,
-          dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))],
-        "snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, low bigint, "
-        "lapsed bigint, "
-        "new_alerts bigint, revenue_at_risk double, recorded_at timestamp")
-    tables.replace_dates(row, config, "score_runs", [summary.snapshot_date])
+    return exports.swap_in(_root(config), as_of.isoformat(), write, pseudonymised=salt is not None)

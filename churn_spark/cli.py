@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     alerts = commands.add_parser("alerts", parents=[common], help="alerts and exports of a scoring run")
     alerts.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
                         help="snapshot date of the scoring run (default: today, UTC)")
+    alerts.add_argument("--rewrite-exports", action="store_true",
+                        help="rewrite every date's exports under the current alerts.pseudonymise, nothing else")
 
     promote = commands.add_parser("promote", parents=[common],
                                   help="make a registered version the champion if it ranks better")
@@ -164,9 +166,12 @@ def _run(args: argparse.Namespace, config: Config) -> None:
         _print_metrics(result["metrics"])
         print(f"run {result['run']}; registered {config.mlflow.model_name} version {result['version']}")
     elif args.command in ("score", "alerts"):
-        from churn_spark.alerts import run_alerts
+        from churn_spark.alerts import rewrite_exports, run_alerts
         from churn_spark.score import run_scoring
 
+        if getattr(args, "rewrite_exports", False):
+            print("\n".join(rewrite_exports(spark, config)))
+            return
         if args.command == "score":
             result = run_scoring(spark, config, args.as_of, args.model_version)
             print(f"churn_scores: {result.users} users at {result.snapshot_date}, model version "

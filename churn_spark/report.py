@@ -2,8 +2,9 @@
 
 Risk distribution, tier sizes, revenue at risk and the most frequent alert reasons and actions
 of one scoring run (aggregated in Spark: no user rows leave the cluster), beside the latest
-evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager.html`` (and a
-copy per snapshot date).
+evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager-<date>.html``, and
+to ``manager.html`` when it is the latest complete run; the page lists the dates whose runs are
+incomplete.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime as dt
 import html
 import io
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from churn_spark import runs as score_runs  # noqa: E402
 from churn_spark import tables  # noqa: E402
 from churn_spark.alerts import action_counts, reason_counts  # noqa: E402
 from churn_spark.config import Config  # noqa: E402
@@ -29,6 +32,7 @@ from churn_spark.errors import InputError  # noqa: E402
 from churn_spark.score import TIERS  # noqa: E402
 
 BINS = 20
+log = logging.getLogger(__name__)
 
 
 def risk_histogram(scores: DataFrame, bins: int = BINS) -> DataFrame:
@@ -38,40 +42,50 @@ def risk_histogram(scores: DataFrame, bins: int = BINS) -> DataFrame:
 
 
 def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | None = None) -> Path:
-    """Write the report for the scoring run of ``as_of`` (default: the latest); return its path.
+    """Write the report for the scoring run of ``as_of`` (default: the latest complete one);
+    return its path: ``manager.html`` for the latest complete run, else the dated copy alone.
+
+    Every incomplete run is logged as a warning (one line each) and listed on the page.
 
     Raises
     ------
     InputError
-        If there is no scoring run (at ``as_of``).
+        If there is no complete scoring run (at ``as_of``).
     """
     if not tables.table_exists(spark, config, "score_runs"):
         raise InputError(f"{config.table('score_runs')}: no scoring run yet; run churn-spark score first")
-    runs = tables.read_table(spark, config, "score_runs")
-    if as_of is None:
-        as_of = runs.agg(F.max("snapshot_date")).first()[0]
-    run = runs.where(F.col("snapshot_date") == F.lit(as_of)).first()
+    incomplete = [i.line() for i in score_runs.incomplete_runs(spark, config)]
+    for line in incomplete:
+        log.warning("%s", line)
+    complete = score_runs.complete_runs(spark, config)
+    latest = complete.agg(F.max("snapshot_date")).first()[0]
+    as_of = as_of or latest
+    run = complete.where(F.col("snapshot_date") == F.lit(as_of)).first() if as_of else None
     if run is None:
-        raise InputError(f"{config.table('score_runs')}: no scoring run at {as_of}")
+        raise InputError(f"{config.table('score_runs')}: no complete scoring run {f'at {as_of}' if as_of else 'yet'}")
     scores = tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(as_of))
     alerts = tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of))
     histogram = risk_histogram(scores).toPandas()
     reasons = reason_counts(alerts).limit(10).toPandas()
     actions = action_counts(alerts).toPandas()
     reports = Path(config.location("reports"))
-    page = _page(run.asDict(), histogram, reasons, actions, reports / "latest")
+    page = _page(run.asDict(), histogram, reasons, actions, reports / "latest", incomplete)
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / f"manager-{as_of.isoformat()}.html").write_text(page)
-    path = reports / "manager.html"
+    path = reports / f"manager-{as_of.isoformat()}.html"
     path.write_text(page)
+    if as_of == latest:  # the undated page always shows the latest run
+        path = reports / "manager.html"
+        path.write_text(page)
     return path
 
 
-def _page(run: dict, histogram, reasons, actions, evaluation: Path) -> str:
+def _page(run: dict, histogram, reasons, actions, evaluation: Path, incomplete: list[str]) -> str:
     tiers = "".join(f"<tr><td>{t}</td><td>{run[t]:,}</td></tr>" for t in TIERS)
     cards = (f"<p>Snapshot <b>{run['snapshot_date']}</b>, model version {html.escape(str(run['model_version']))}: "
              f"<b>{run['users_scored']:,}</b> users scored, <b>{run['new_alerts']:,}</b> new alerts, revenue at "
              f"risk (last-90-day spend of the high tier) <b>{run['revenue_at_risk']:,.2f}</b>.</p>")
+    warned = "".join(f"<li>{html.escape(line)}</li>" for line in incomplete)
+    cards += f"<h2>Incomplete runs</h2><ul>{warned}</ul>" if incomplete else ""
     body = [f"<h1>Churn early warning</h1>{cards}<h2>Tiers</h2><table><tr><th>tier</th><th>users</th></tr>{tiers}</table>",
             "<h2>Risk distribution</h2>" + _img(_histogram_png(histogram)),
             "<h2>Top alert reasons</h2>" + _table(reasons, ["feature", "alerts"]),

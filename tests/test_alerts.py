@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +16,12 @@ from pyspark.sql import functions as F
 
 from churn_spark import tables
 from churn_spark.alerts import action_column, build_alerts, run_alerts
+from churn_spark.cli import main
 from churn_spark.config import AlertsConfig, Config
 from churn_spark.errors import InputError
+from churn_spark.exports import ExportInfo, exported, recover, swap_in
+from churn_spark.report import write_manager_report
+from churn_spark.runs import incomplete_runs
 from churn_spark.score import run_scoring
 from tests.test_score import A, B, C, LAPSED, T1, T2, registered, store_features  # noqa: F401 (fixture)
 
@@ -119,3 +125,161 @@ def read_exports(folder: Path) -> dict:
     csv = pd.concat(pd.read_csv(p) for p in sorted((folder / "csv").glob("part-*.csv")))
     jsonl = [json.loads(line) for p in sorted((folder / "jsonl").glob("part-*.json")) for line in p.open()]
     return {"csv": csv, "jsonl": jsonl}
+
+
+# --- partial runs, exports swapped in whole, private exports -----------------------------------
+
+
+def modes(folder: Path) -> set[tuple[str, int]]:
+    """(kind, permission bits) of everything under ``folder``, the folder included."""
+    return {("folder" if p.is_dir() else "file", stat.S_IMODE(p.stat().st_mode)) for p in [folder, *folder.rglob("*")]}
+
+
+def test_a_run_killed_after_its_scores_is_flagged_by_the_next_run_and_the_report(
+        spark: SparkSession, registered: Config, caplog: pytest.LogCaptureFixture) -> None:
+    for day in (T1, T2, T3):
+        store_features(spark, registered, day, {"a": A, "b": B})
+    run_scoring(spark, registered, T1)
+    run_alerts(spark, registered, T1)
+    run_scoring(spark, registered, T2)  # no alerts, no exports, no score_runs row: as a kill leaves it
+    assert [i.line() for i in incomplete_runs(spark, registered)] == [
+        "incomplete run 2026-03-15: scores written, alerts and exports not; run churn-spark alerts --as-of 2026-03-15"]
+    with caplog.at_level(logging.WARNING, logger="churn_spark.report"):
+        page = write_manager_report(spark, registered).read_text()
+    assert "Snapshot <b>2026-03-01</b>" in page  # the latest complete run
+    assert "<li>incomplete run 2026-03-15: scores written, alerts and exports not; " in page
+    assert [r.getMessage() for r in caplog.records if r.name == "churn_spark.report"] == [
+        "incomplete run 2026-03-15: scores written, alerts and exports not; run churn-spark alerts --as-of 2026-03-15"]
+
+    run_scoring(spark, registered, T3)
+    following = run_alerts(spark, registered, T3)  # the next run says so
+    assert following.warnings == (
+        "incomplete run 2026-03-15: scores written, alerts and exports not; run churn-spark alerts --as-of 2026-03-15",)
+    assert following.lines()[-1].startswith("warning: incomplete run 2026-03-15: ")
+    assert run_alerts(spark, registered, T2).warnings == ()
+    runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
+    assert [(r.snapshot_date, r.status, r.previous_snapshot) for r in runs] == [
+        (T1, "complete", None), (T2, "complete", T1), (T3, "complete", T2)]
+
+
+def test_scoring_an_earlier_date_flags_the_later_dates_alerts_until_they_are_recomputed(
+        spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A, "b": A})  # both high at T1
+    store_features(spark, registered, T2, {"a": A, "b": A, "c": A})
+    run_scoring(spark, registered, T2)
+    run_alerts(spark, registered, T2)
+    coupon = "coupon for a category they bought before"
+    assert alerts_at(spark, registered, T2) == [(u, "new_high_tier", coupon) for u in "abc"]  # no earlier run
+    run_scoring(spark, registered, T1)  # an earlier date, scored afterwards
+    assert [i.line() for i in incomplete_runs(spark, registered)] == [
+        "incomplete run 2026-03-01: scores written, alerts and exports not; run churn-spark alerts --as-of 2026-03-01",
+        "incomplete run 2026-03-15: alerts compare with no earlier run, but the previous run is now 2026-03-01; "
+        "run churn-spark alerts --as-of 2026-03-15"]
+    assert run_alerts(spark, registered, T1).warnings == (
+        "incomplete run 2026-03-15: alerts compare with no earlier run, but the previous run is now 2026-03-01; "
+        "run churn-spark alerts --as-of 2026-03-15",)
+    assert alerts_at(spark, registered, T2) == [(u, "new_high_tier", coupon) for u in "abc"]  # flagged, not changed
+    assert run_alerts(spark, registered, T2).warnings == ()
+    assert alerts_at(spark, registered, T2) == [("c", "new_high_tier", coupon)]  # a and b were high at T1
+    run_scoring(spark, registered, T1)  # re-scored: the later date's alerts compared with the old scores
+    assert [i.line() for i in incomplete_runs(spark, registered)] == [
+        "incomplete run 2026-03-01: scored again since its alerts and exports were written; "
+        "run churn-spark alerts --as-of 2026-03-01",
+        "incomplete run 2026-03-15: alerts compare with an earlier scoring of 2026-03-01 (scored again since); "
+        "run churn-spark alerts --as-of 2026-03-15"]
+
+
+def test_a_score_runs_table_from_before_run_status_gains_the_columns(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A})
+    store_features(spark, registered, T2, {"a": A, "b": A})
+    run_scoring(spark, registered, T1)
+    run_scoring(spark, registered, T2)
+    legacy = spark.createDataFrame([(T1, "1", 1, 1, 0, 0, 0, 1, 100.0, AT)], (
+        "snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, low bigint, "
+        "lapsed bigint, new_alerts bigint, revenue_at_risk double, recorded_at timestamp"))
+    tables.replace_dates(legacy, registered, "score_runs", [T1])  # as run_alerts wrote it before
+    assert run_alerts(spark, registered, T2).warnings == ()  # the legacy row counts as complete
+    runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
+    assert [(r.snapshot_date, r.new_alerts, r.status, r.previous_snapshot) for r in runs] == [
+        (T1, 1, None, None), (T2, 1, "complete", T1)]
+
+
+def test_a_run_whose_export_fails_stays_incomplete(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A})
+    run_scoring(spark, registered, T1)
+    exports_folder = Path(registered.location("exports"))
+    exports_folder.parent.mkdir(parents=True, exist_ok=True)
+    exports_folder.write_text("a file where the exports folder should be")
+    with pytest.raises(OSError):
+        run_alerts(spark, registered, T1)
+    assert [i.line() for i in incomplete_runs(spark, registered)] == [
+        "incomplete run 2026-03-01: alerts or exports not finished; run churn-spark alerts --as-of 2026-03-01"]
+    exports_folder.unlink()
+    assert run_alerts(spark, registered, T1).warnings == ()
+    assert incomplete_runs(spark, registered) == []
+
+
+def test_a_failed_export_leaves_the_previous_one_whole_and_nothing_else(spark: SparkSession, tmp_path: Path) -> None:
+    root = tmp_path / "exports" / "alerts"
+    rows = spark.createDataFrame([("a", 0.9)], "user_id string, churn_probability double").coalesce(1)
+    swap_in(str(root), "2026-03-01", lambda folder: rows.write.json(f"{folder}/jsonl"), pseudonymised=False)
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    def fails_half_way(folder: str) -> None:
+        rows.withColumn("user_id", F.lit("b")).write.json(f"{folder}/jsonl")
+        failing = F.raise_error(F.lit("disk full")).cast("string")
+        rows.withColumn("churn_probability", failing).write.csv(f"{folder}/csv")
+
+    with pytest.raises(Exception, match="disk full"):
+        swap_in(str(root), "2026-03-01", fails_half_way, pseudonymised=True)
+    assert {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in root.iterdir()) == ["2026-03-01"]  # no staging folder, no _temporary
+    assert exported(str(root)) == [ExportInfo("2026-03-01", False)]
+
+
+def test_what_a_killed_swap_leaves_is_put_right_before_the_next_write(tmp_path: Path) -> None:
+    root = tmp_path / "alerts"
+    swap_in(str(root), "2026-03-01", lambda folder: (Path(folder) / "jsonl").mkdir(), pseudonymised=False)
+    (root / "2026-03-01").rename(root / ".2026-03-01.previous")  # killed between the two renames
+    (root / ".2026-03-01.staging-0123456789ab" / "csv" / "_temporary").mkdir(parents=True)
+    assert exported(str(root)) == [ExportInfo("2026-03-01", False)]  # still there, moved aside
+    recover(str(root), "2026-03-01")
+    assert sorted(p.name for p in root.iterdir()) == ["2026-03-01"]
+    assert sorted(p.name for p in (root / "2026-03-01").iterdir()) == ["_export.json", "jsonl"]
+    (root / ".2026-03-01.previous").mkdir()  # killed after the second rename: the new export stays
+    swap_in(str(root), "2026-03-01", lambda folder: (Path(folder) / "csv").mkdir(), pseudonymised=True)
+    assert sorted(p.name for p in root.iterdir()) == ["2026-03-01"]
+    assert sorted(p.name for p in (root / "2026-03-01").iterdir()) == ["_export.json", "csv"]
+    assert exported(str(root)) == [ExportInfo("2026-03-01", True)]
+
+
+def test_exports_are_private_and_turning_pseudonymisation_on_offers_a_rewrite(
+        spark: SparkSession, registered: Config, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    store_features(spark, registered, T1, {"a": A})
+    store_features(spark, registered, T2, {"a": A, "d": A})
+    run_scoring(spark, registered, T1)
+    raw = Path(run_alerts(spark, registered, T1).exports)
+    exports_folder = Path(registered.location("exports"))
+    assert modes(exports_folder) == {("folder", 0o700), ("file", 0o600)}
+    assert read_exports(raw)["csv"]["user_id"].tolist() == ["a"]
+
+    monkeypatch.setenv("CHURN_EXPORT_SALT", "pepper")
+    hashed = registered.model_copy(update={"alerts": registered.alerts.model_copy(update={"pseudonymise": True})})
+    run_scoring(spark, hashed, T2)
+    summary = run_alerts(spark, hashed, T2)
+    assert summary.warnings == ("the exports of 2026-03-01 carry raw user ids (written before alerts.pseudonymise "
+                                "was on); run churn-spark alerts --rewrite-exports",)
+    assert read_exports(Path(summary.exports))["csv"]["user_id"].tolist() == [
+        hashlib.sha256(b"pepperd").hexdigest()]  # a was high at T1 already
+    assert read_exports(raw)["csv"]["user_id"].tolist() == ["a"]
+
+    code = main(["alerts", "--rewrite-exports", "--set", f"lakehouse={registered.lakehouse}",
+                 "--set", "alerts.pseudonymise=true"])
+    assert (code, capsys.readouterr().out) == (
+        0, f"rewrote the exports of 2 date(s) under {exports_folder}/alerts with pseudonymised user ids\n")
+    assert read_exports(raw)["csv"]["user_id"].tolist() == [hashlib.sha256(b"peppera").hexdigest()]
+    assert read_exports(raw)["jsonl"][0]["user_id"] == hashlib.sha256(b"peppera").hexdigest()
+    assert read_exports(Path(summary.exports))["csv"]["user_id"].tolist() == [hashlib.sha256(b"pepperd").hexdigest()]
+    assert exported(f"{exports_folder}/alerts") == [ExportInfo("2026-03-01", True), ExportInfo("2026-03-15", True)]
+    assert modes(exports_folder) == {("folder", 0o700), ("file", 0o600)}

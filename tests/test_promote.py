@@ -154,7 +154,7 @@ def test_a_named_candidate_is_compared_and_the_command_prints_the_decision(
 
 def test_unusable_inputs_are_refused_before_any_tag_or_alias(spark: SparkSession, tracked: Config,
                                                              tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="model churn-spark: nothing registered at .*; run churn-spark train first"):
+    with pytest.raises(InputError, match="^no registered model churn-spark at .*; run churn-spark train first$"):
         promote(spark, tracked)
     register(tracked, good(), tmp_path / "good.pt")
     with pytest.raises(InputError, match="model churn-spark: no version 9 at .*; registered: 1$"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from churn_spark import tables
+from churn_spark.cli import main
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.explain import attributions
@@ -215,3 +217,20 @@ def write_users(spark: SparkSession, config: Config, users: list[str]) -> None:
     rows = [(u, dt.datetime(2026, 1, 1), "female", 30, "UK", "gold", "test", dt.datetime(2026, 1, 1)) for u in users]
     tables.ensure_table(spark, config, "users")
     tables.append(spark.createDataFrame(rows, tables.SPECS["users"].schema), config, "users")
+
+
+def test_an_empty_tracking_location_is_refused_in_one_line_and_left_uncreated(
+        spark: SparkSession, config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nowhere = tmp_path / "no-mlruns"
+    code = main(["score", "--as-of", "2026-03-01", "--set", f"lakehouse={config.lakehouse}",
+                 "--set", f"mlflow.tracking_uri={nowhere}"])
+    assert not nowhere.exists()  # no MLflow store made there
+    assert (code, capsys.readouterr().err) == (
+        2, f"churn-spark: error: no registered model churn-spark at {nowhere}; run churn-spark train first\n")
+    empty = tmp_path / "empty-mlruns"
+    empty.mkdir()
+    at_empty = config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": str(empty)})})
+    with pytest.raises(InputError, match=f"^no registered model churn-spark at {empty}; run churn-spark train first$"):
+        run_scoring(spark, at_empty, T1)
+    assert list(empty.iterdir()) == []
+    assert not tables.table_exists(spark, config, "churn_scores")

@@ -112,6 +112,17 @@ def champion_version(config: Config) -> str | None:
     return str(version) if version is not None else None
 
 
+def _local_store_exists(uri: str) -> bool:
+    """False for a local store that does not exist yet: a folder (or ``file:``) without the model
+    registry's ``models`` folder, or a missing ``sqlite:`` file; True for any other URI."""
+    if uri.startswith("sqlite:///"):
+        return os.path.isfile(uri[len("sqlite:///"):])
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) and not uri.startswith("file:"):
+        return True  # a tracking server or database: asking it creates nothing here
+    path = re.sub(r"^file:(//)?", "", uri)
+    return os.path.isdir(os.path.join(path, "models"))
+
+
 def load_registered(config: Config, version: str | None = None) -> tuple[str, Bundle]:
     """A registered version of ``mlflow.model_name`` and its bundle.
 
@@ -134,11 +145,14 @@ def load_registered(config: Config, version: str | None = None) -> tuple[str, Bu
         If the model or the version is not registered at the tracking URI.
     """
     uri = tracking_uri(config.mlflow.tracking_uri)
-    mlflow.set_tracking_uri(uri)
     name = config.mlflow.model_name
+    nothing = InputError(f"no registered model {name} at {uri}; run churn-spark train first")
+    if not _local_store_exists(uri):
+        raise nothing  # before MLflow's client, which would create an empty store there
+    mlflow.set_tracking_uri(uri)
     known = sorted(int(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'"))
     if not known:
-        raise InputError(f"model {name}: nothing registered at {uri}; run churn-spark train first")
+        raise nothing
     if version is None:
         version = champion_version(config) or "latest"
     chosen = str(known[-1]) if version == "latest" else str(version)
