@@ -28,7 +28,9 @@ from churn_spark.contract import (
 from churn_spark.errors import InputError
 from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing
 from churn_spark.mapping import map_events, map_users, name_columns, reader_options
-from churn_spark.sources import CONTRACT, ReadOptions, SourceMapping, event_format, load_source, users_format
+from churn_spark.sources import (
+    CONTRACT, ReadOptions, SourceMapping, check_mapping, event_format, load_source, users_format,
+)
 
 log = logging.getLogger(__name__)
 _PRIORITY = "_priority"  # of a user profile row: 0 from the profile file, 1 from the event rows
@@ -95,6 +97,7 @@ def ingest(
         Before anything is written, naming the file or setting at fault.
     """
     mapping = source if isinstance(source, SourceMapping) else load_source(source)
+    check_mapping(mapping, f"source {mapping.name}")  # also a mapping built in code, not loaded from a file
     events_fmt, profiles_fmt = input_formats(mapping, events_path, users_path, fmt, users_fmt)
     batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
 

@@ -167,11 +167,22 @@ def load_source_file(path: str | Path) -> SourceMapping:
         mapping = SourceMapping.model_validate({"name": path.stem, **raw})
     except ValidationError as err:
         raise ConfigError(f"{path}: {_problem(err)}") from None
+    check_mapping(mapping, str(path))
+    return mapping
+
+
+def check_mapping(mapping: SourceMapping, where: str) -> None:
+    """Refuse a mapping whose expressions call a function off the allow-list.
+
+    Raises
+    ------
+    ConfigError
+        ``<where>: <key>: <function> is not allowed (...)``.
+    """
     for key, expression in expressions(mapping):
         refused = check_expression(expression)
         if refused:
-            raise ConfigError(f"{path}: {key}: {refused}")
-    return mapping
+            raise ConfigError(f"{where}: {key}: {refused}")
 
 
 def expressions(mapping: SourceMapping) -> list[tuple[str, str]]:

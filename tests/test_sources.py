@@ -21,7 +21,7 @@ from churn_spark.errors import ConfigError
 from churn_spark.ingest import ingest, input_formats
 from churn_spark.landing import read_landing
 from churn_spark.mapping import name_columns, reader_options
-from churn_spark.sources import ReadOptions, load_source, load_source_file
+from churn_spark.sources import ReadOptions, SourceMapping, load_source, load_source_file
 from churn_spark.snapshots import run_features, run_labels
 from churn_spark.tables import read_table
 from tests.conftest import ONLINE_RETAIL, ROOT, TEST_SETTINGS
@@ -317,3 +317,10 @@ def test_each_input_format_comes_from_its_own_files() -> None:
     retailer = load_source_file("conf/sources/examples/retailer.yaml")
     assert input_formats(retailer, "t.data", "h.data") == ("parquet", "parquet")
     assert input_formats(load_source_file("conf/sources/examples/purchase_log.yaml"), "p.log") == ("csv", None)
+
+
+def test_a_mapping_built_in_code_is_checked_too(spark: SparkSession, config: Config) -> None:
+    mapping = SourceMapping(name="notebook", events={"user_id": "reflect('java.lang.System', 'getenv', 'X')"})
+    with pytest.raises(ConfigError) as err:
+        ingest(spark, config, "nowhere.jsonl", source=mapping)
+    assert str(err.value) == "source notebook: events.user_id: reflect() is not allowed (calls Java code)"
