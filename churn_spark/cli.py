@@ -9,8 +9,13 @@ import re
 import sys
 from collections.abc import Sequence
 
+from typing import TYPE_CHECKING
+
 from churn_spark.config import Config, load_config
 from churn_spark.errors import ChurnSparkError
+
+if TYPE_CHECKING:
+    from churn_spark.sources import SourceMapping
 
 log = logging.getLogger("churn_spark")
 
@@ -34,9 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = commands.add_parser("ingest", parents=[common], help="landing files -> Delta tables")
     ing.add_argument("--events", required=True, help="events file, folder or glob")
-    ing.add_argument("--users", help="user profiles file, folder or glob")
-    ing.add_argument("--format", choices=("parquet", "jsonl", "csv"))
-    ing.add_argument("--source", default="contract", help="mapping in conf/sources (default: contract)")
+    ing.add_argument("--users", help="user profiles file, folder or glob (the mapping's users: section "
+                                     "is evaluated over it)")
+    ing.add_argument("--format", choices=("parquet", "jsonl", "csv"),
+                     help="format of --events (default: the mapping's, else from the file names)")
+    ing.add_argument("--users-format", choices=("parquet", "jsonl", "csv"),
+                     help="format of --users (default: the mapping's, else from the file names, else --format)")
+    mapping = ing.add_mutually_exclusive_group()
+    mapping.add_argument("--source", default="contract", metavar="NAME",
+                         help="the name of a mapping in conf/sources/ (default: contract); never a path")
+    mapping.add_argument("--source-file", metavar="PATH",
+                         help="a mapping YAML file anywhere, named explicitly (instead of --source)")
 
     feats = commands.add_parser("features", parents=[common], help="user_features for snapshot dates")
     feats.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
@@ -136,6 +149,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace, config: Config) -> None:
     from churn_spark.spark import get_spark
 
+    prepared = _prepare_ingest(args) if args.command == "ingest" else None  # checked before Spark starts
     spark = get_spark(config.spark)
     if args.command == "generate":
         from churn_spark.pipeline import generate_landing
@@ -145,7 +159,9 @@ def _run(args: argparse.Namespace, config: Config) -> None:
     elif args.command == "ingest":
         from churn_spark.ingest import ingest
 
-        for report in ingest(spark, config, args.events, args.users, args.format, args.source):
+        assert prepared is not None
+        mapping, events_fmt, users_fmt = prepared
+        for report in ingest(spark, config, args.events, args.users, events_fmt, mapping, users_fmt):
             print(report.summary())
     elif args.command == "features":
         from churn_spark.snapshots import run_features
@@ -193,6 +209,15 @@ def _run(args: argparse.Namespace, config: Config) -> None:
 
         for step in run_all(spark, config):
             print(f"{step.name}: {step.seconds:.1f}s")
+
+
+def _prepare_ingest(args: argparse.Namespace) -> tuple[SourceMapping, str, str | None]:
+    """The ingest's mapping and input formats, validated without a Spark session."""
+    from churn_spark.ingest import input_formats
+    from churn_spark.sources import load_source, load_source_file
+
+    mapping = load_source_file(args.source_file) if args.source_file else load_source(args.source)
+    return (mapping, *input_formats(mapping, args.events, args.users, args.format, args.users_format))
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -27,9 +27,13 @@ from churn_spark.contract import (
 )
 from churn_spark.errors import InputError
 from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing
-from churn_spark.sources import CONTRACT, SourceMapping, load_source, map_events, map_users
+from churn_spark.mapping import map_events, map_users, name_columns, reader_options
+from churn_spark.sources import (
+    CONTRACT, ReadOptions, SourceMapping, check_mapping, event_format, load_source, users_format,
+)
 
 log = logging.getLogger(__name__)
+_PRIORITY = "_priority"  # of a user profile row: 0 from the profile file, 1 from the event rows
 
 
 @dataclass
@@ -38,6 +42,7 @@ class DatasetReport:
 
     dataset: str
     path: str
+    format: str = ""
     rows_read: int = 0
     rows_written: int = 0
     duplicates_skipped: int = 0
@@ -59,7 +64,8 @@ def ingest(
     events_path: str,
     users_path: str | None = None,
     fmt: str | None = None,
-    source: str = CONTRACT,
+    source: str | SourceMapping = CONTRACT,
+    users_fmt: str | None = None,
 ) -> list[DatasetReport]:
     """Ingest one batch of landing files into the lakehouse.
 
@@ -71,10 +77,14 @@ def ingest(
         Where the tables are, and the contract's policy settings.
     events_path, users_path
         Landing files of events and (optionally) user profiles: a file, folder or glob.
-    fmt
-        ``parquet``, ``jsonl`` or ``csv``; by default from the source mapping or the file name.
+    fmt, users_fmt
+        ``parquet``, ``jsonl`` or ``csv`` of each input; by default from the source mapping,
+        else each input's own file names (see :func:`input_formats`).
     source
-        ``contract``, or the name of a mapping in ``conf/sources``.
+        ``contract``, the name of a mapping in ``conf/sources``, or a loaded mapping. Its
+        ``users`` section is evaluated over ``users_path`` when one is given, else over the
+        event rows; its ``event_users`` section over the event rows, the profile file's
+        values taking precedence column by column.
 
     Returns
     -------
@@ -86,19 +96,14 @@ def ingest(
     InputError, ConfigError
         Before anything is written, naming the file or setting at fault.
     """
-    mapping = load_source(source)
-    fmt = fmt or mapping.format or infer_format(events_path)
+    mapping = source if isinstance(source, SourceMapping) else load_source(source)
+    check_mapping(mapping, f"source {mapping.name}")  # also a mapping built in code, not loaded from a file
+    events_fmt, profiles_fmt = input_formats(mapping, events_path, users_path, fmt, users_fmt)
     batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
 
-    events_landed, events_report = _land(spark, events_path, fmt, "events")
+    events_landed, events_report = _land(spark, events_path, events_fmt, "events", mapping.read)
     events_text = _to_contract(events_landed, mapping, events_report)
-    users_text, users_report = None, None
-    if users_path is not None:
-        users_landed, users_report = _land(spark, users_path, fmt, "users")
-        users_text = _to_contract(users_landed, mapping, users_report)
-    elif mapping.users is not None:  # a foreign source carrying profiles on its event rows
-        users_text = map_users(events_landed, mapping)
-        users_report = DatasetReport("users", events_path)
+    users_text, users_report = _profiles(spark, mapping, events_landed, events_report, users_path, profiles_fmt)
 
     validated = {"events": validate_events(events_text, batch.time, config.ingest.max_future,
                                            mapping.timestamp_format)}
@@ -120,10 +125,40 @@ def ingest(
     finally:
         for frame in validated.values():
             frame.unpersist()
-    tables.append(_log_frame(spark, list(reports.values()), batch, fmt), config, "ingest_log")
+    tables.append(_log_frame(spark, list(reports.values()), batch), config, "ingest_log")
     for report in reports.values():
         log.info("ingest %s", report.summary())
     return list(reports.values())
+
+
+def input_formats(
+    mapping: SourceMapping, events_path: str, users_path: str | None = None, fmt: str | None = None,
+    users_fmt: str | None = None,
+) -> tuple[str, str | None]:
+    """The format of each input, each decided on its own (no Spark needed).
+
+    Events: ``fmt``, else the mapping's ``format`` (csv when it has ``read``), else the event
+    files' names. Profiles: ``users_fmt``, else the mapping's ``users.format`` (csv when it has
+    ``users.read``), else the profile files' names, else ``fmt``.
+
+    Raises
+    ------
+    InputError
+        The events' format cannot be told (the profile file falls back to ``fmt`` first).
+    """
+    events = event_format(mapping, fmt) or infer_format(events_path)
+    if users_path is None:
+        return events, None
+    profiles = users_format(mapping, users_fmt)
+    if profiles is None:
+        try:
+            profiles = infer_format(users_path)
+        except InputError:
+            if fmt is None:
+                raise InputError(f"{users_path}: cannot tell the format from the file names; "
+                                 "pass --users-format parquet|jsonl|csv") from None
+            profiles = fmt
+    return events, profiles
 
 
 @dataclass(frozen=True)
@@ -133,22 +168,53 @@ class _Batch:
     source: str
 
 
-def _land(spark: SparkSession, path: str, fmt: str, dataset: str) -> tuple[DataFrame, DatasetReport]:
+def _land(
+    spark: SparkSession, path: str, fmt: str, dataset: str, read: ReadOptions | None = None
+) -> tuple[DataFrame, DatasetReport]:
     """Read and check one dataset's files; every column is kept, as landed."""
-    landed = read_landing(spark, path, fmt)
+    landed = read_landing(spark, path, fmt, reader_options(read) if fmt == "csv" else None)
+    if fmt == "csv":
+        landed = name_columns(landed, read)
     columns = inspect_files(landed, path, fmt)
     if fmt == "jsonl":
         landed = jsonl_columns(landed, list(columns))
-    return landed, DatasetReport(dataset, path)
+    return landed, DatasetReport(dataset, path, fmt)
+
+
+def _profiles(
+    spark: SparkSession, mapping: SourceMapping, events_landed: DataFrame, events: DatasetReport,
+    users_path: str | None, fmt: str | None,
+) -> tuple[DataFrame | None, DatasetReport | None]:
+    """User profiles as contract text: from the profile file, the event rows, or both.
+
+    Each row carries its precedence (``_PRIORITY``: 0 the profile file, 1 the event rows);
+    ``_one_profile`` keeps, per user and column, the value of the lowest that has one.
+    """
+    frames, report = [], None
+    if users_path is not None and fmt is not None:
+        read = mapping.users.read if mapping.users is not None else None
+        landed, report = _land(spark, users_path, fmt, "users", read)
+        frames.append(_to_contract(landed, mapping, report).withColumn(_PRIORITY, F.lit(0)))
+    from_events = mapping.event_users
+    if from_events is None and users_path is None:
+        from_events = mapping.users  # a foreign source carrying profiles on its event rows
+    if from_events is not None:
+        frames.append(map_users(events_landed, from_events, mapping.name).withColumn(_PRIORITY, F.lit(1)))
+        report = report or DatasetReport("users", events.path, events.format)
+    if not frames or report is None:
+        return None, None
+    profiles = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    return profiles, report
 
 
 def _to_contract(landed: DataFrame, mapping: SourceMapping, report: DatasetReport) -> DataFrame:
     """The contract's columns as text: mapped from a foreign source, or picked by name."""
     if mapping.name != CONTRACT:
-        mapped = map_events(landed, mapping) if report.dataset == "events" else map_users(landed, mapping)
-        if mapped is None:
+        if report.dataset == "events":
+            return map_events(landed, mapping)
+        if mapping.users is None:
             raise InputError(f"source {mapping.name}: has no users mapping for {report.path}")
-        return mapped
+        return map_users(landed, mapping.users, mapping.name)
     fields = EVENT_FIELDS if report.dataset == "events" else USER_FIELDS
     names = [f.name for f in fields]
     present = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE)]
@@ -184,7 +250,7 @@ def _write_users(
 ) -> None:
     """Upsert the batch's valid profiles; an unchanged profile is left as it is."""
     profile = [f.name for f in USER_FIELDS]
-    staged = _first_per_key(users.where(F.size("reasons") == 0), "user_id").select(
+    staged = _one_profile(users.where(F.size("reasons") == 0)).select(
         *profile, F.lit(batch.source).alias("source"), F.lit(batch.time).alias("updated_at")
     )
     changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in [*profile, "source"])
@@ -237,17 +303,29 @@ def _quarantine(
      .whenNotMatchedInsertAll().execute())
 
 
-def _first_per_key(frame: DataFrame, key: str) -> DataFrame:
+def _first_per_key(frame: DataFrame, *key: str) -> DataFrame:
     """One row per ``key``: the same one on every run (first by file, then record text)."""
-    rank = F.row_number().over(Window.partitionBy(key).orderBy(SOURCE_FILE, RECORD))
+    rank = F.row_number().over(Window.partitionBy(*key).orderBy(SOURCE_FILE, RECORD))
     return frame.withColumn("_rank", rank).where("_rank = 1").drop("_rank")
 
 
-def _log_frame(
-    spark: SparkSession, reports: list[DatasetReport], batch: _Batch, fmt: str
-) -> DataFrame:
+def _one_profile(users: DataFrame) -> DataFrame:
+    """One profile per user: per column, the profile file's value, else the event rows'.
+
+    Within each source the first row (by file, then record text) stands, as for events.
+    """
+    first = _first_per_key(users, "user_id", _PRIORITY)
+    ordered = Window.partitionBy("user_id").orderBy(_PRIORITY).rowsBetween(
+        Window.unboundedPreceding, Window.unboundedFollowing)
+    filled = [F.first(f.name, ignorenulls=True).over(ordered).alias(f.name) if f.name != "user_id"
+              else F.col("user_id") for f in USER_FIELDS]
+    rank = F.row_number().over(Window.partitionBy("user_id").orderBy(_PRIORITY))
+    return first.select(*filled, rank.alias("_rank")).where("_rank = 1").drop("_rank")
+
+
+def _log_frame(spark: SparkSession, reports: list[DatasetReport], batch: _Batch) -> DataFrame:
     rows = [
-        (batch.id, batch.time, r.dataset, batch.source, r.path, fmt, r.rows_read, r.rows_written,
+        (batch.id, batch.time, r.dataset, batch.source, r.path, r.format, r.rows_read, r.rows_written,
          r.duplicates_skipped, r.quarantined, r.quarantined_by_reason, r.extra_columns)
         for r in reports
     ]

@@ -45,7 +45,7 @@ def infer_format(path: str) -> str:
     raise InputError(f"{path}: cannot tell the format from the file names; pass --format parquet|jsonl|csv")
 
 
-def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, str] | None = None) -> DataFrame:
     """The landing files under ``path``, plus each row's original record and source file.
 
     JSON lines come back parsed into a map (see ``jsonl_columns``); CSV columns are text;
@@ -59,6 +59,9 @@ def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         A file, a folder (read recursively) or a glob.
     fmt
         One of ``FORMATS``.
+    options
+        CSV reader options that replace the defaults (a mapping's ``read:`` section, see
+        ``churn_spark.mapping.reader_options``).
 
     Raises
     ------
@@ -72,7 +75,8 @@ def read_landing(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         if fmt == "jsonl":
             return _read_jsonl(reader, path)
         if fmt == "csv":
-            frame = reader.options(header="true", inferSchema="false", escape='"').csv(path)
+            defaults = reader.options(header="true", inferSchema="false", escape='"')
+            frame = defaults.options(**(options or {})).csv(path)
         else:
             frame = reader.parquet(path)
     except (AnalysisException, Py4JJavaError, PySparkException) as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,7 @@ from churn_spark.config import load_config
 from churn_spark.tables import read_table
 from tests.conftest import ROOT, TEST_SETTINGS
 
-CLI = str(Path(__import__("sys").executable).parent / "churn-spark")
+CLI = str(Path(sys.executable).parent / "churn-spark")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -59,3 +60,60 @@ def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path
     assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
         f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]
     assert "new alerts:" in result.stderr
+
+
+_IN_PROCESS = """
+import contextlib, io, json, sys
+from pyspark import SparkContext
+from churn_spark.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    results.append([code, err.getvalue()])
+print(json.dumps({"results": results, "jvm": SparkContext._gateway is not None}))
+"""
+
+
+def test_bad_mappings_are_refused_before_spark_starts(tmp_path: Path) -> None:
+    """churn_spark.cli.main on bad mappings: exit 2, one line each, and no JVM was ever launched."""
+    bad_key = tmp_path / "x.yaml"
+    bad_key.write_text("read:\n  delimeter: ';'\nevents:\n  user_id: customer\n")
+    java = tmp_path / "salt.yaml"
+    java.write_text("events:\n  user_id: \"java_method('java.lang.System', 'getenv', 'CHURN_EXPORT_SALT')\"\n")
+    unknown_column = tmp_path / "usr.yaml"
+    unknown_column.write_text("events:\n  usr_id: customer\n")
+    ingest = ["ingest", "--events", str(tmp_path / "events.jsonl"), "--set", f"lakehouse={tmp_path / 'lh'}"]
+    cases = [[*ingest, "--source-file", str(bad_key)], [*ingest, "--source-file", str(java)],
+             [*ingest, "--source-file", str(unknown_column)], [*ingest, "--source", "../../x"],
+             [*ingest, "--source", "/abs/path"], [*ingest, "--source-file", str(tmp_path / "none.yaml")],
+             ["ingest", "--events", str(tmp_path / "events.log"), "--set", f"lakehouse={tmp_path / 'lh'}"]]
+
+    done = subprocess.run([sys.executable, "-c", _IN_PROCESS, json.dumps(cases)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    expected = [
+        f"{bad_key}: read.delimeter: unknown key (expected one of delimiter, header, columns, encoding)",
+        f"{java}: events.user_id: java_method() is not allowed (calls Java code)",
+        f"{unknown_column}: events.usr_id: not a contract column (expected one of event_id, user_id, event_time, "
+        "event_type, session_id, product_id, category, channel, review_text, price, quantity, dwell_seconds, rating)",
+        "--source '../../x': expected the name of a mapping in conf/sources/ (letters, digits, _ and -); for a "
+        "file elsewhere use --source-file PATH",
+        "--source '/abs/path': expected the name of a mapping in conf/sources/ (letters, digits, _ and -); for a "
+        "file elsewhere use --source-file PATH",
+        f"--source-file {tmp_path / 'none.yaml'}: cannot read the mapping (No such file or directory)",
+        f"{tmp_path / 'events.log'}: cannot tell the format from the file names; pass --format parquet|jsonl|csv",
+    ]
+    assert outcome["results"] == [[2, f"churn-spark: error: {line}\n"] for line in expected]
+    assert outcome["jvm"] is False
+    assert not (tmp_path / "lh").exists()
+
+
+def test_source_and_source_file_are_one_or_the_other() -> None:
+    result = _run("ingest", "--events", "x.jsonl", "--source", "online_retail", "--source-file", "x.yaml")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("churn-spark ingest: error: argument --source-file: not allowed "
+                                              "with argument --source")

@@ -70,6 +70,16 @@ def test_readme_contract_table_is_generated_from_the_contract() -> None:
     assert between == contract_markdown()
 
 
+@pytest.mark.parametrize("marker, generated", [("mapping", "mapping_markdown"),
+                                               ("mapping-examples", "mapping_examples_markdown")])
+def test_readme_mapping_reference_and_examples_are_generated(marker: str, generated: str) -> None:
+    from churn_spark import docs
+
+    readme = Path("README.md").read_text()
+    between = readme.split(f"<!-- {marker}:begin -->\n")[1].split(f"\n<!-- {marker}:end -->")[0]
+    assert between == getattr(docs, generated)()
+
+
 def test_readme_feature_table_is_generated_from_the_catalogue() -> None:
     from churn_spark.docs import features_markdown
 
