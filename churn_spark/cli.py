@@ -8,11 +8,12 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from typing import TYPE_CHECKING
 
 from churn_spark.config import Config, load_config
-from churn_spark.errors import ChurnSparkError
+from churn_spark.errors import ChurnSparkError, ConfigError
 
 if TYPE_CHECKING:
     from churn_spark.sources import SourceMapping
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--conf", metavar="PATH", help="YAML config (default conf/local.yaml)")
     common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config value, e.g. --set lakehouse=./lakehouse-test")
-    parser = argparse.ArgumentParser(prog="churn-spark", description=__doc__)
+    parser = _Parser(prog="churn-spark", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", parents=[common], help="write synthetic landing files")
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("evaluate", parents=[common], help="re-evaluate the latest training run")
 
     score = commands.add_parser("score", parents=[common], help="score every user at a date; alerts; summary")
-    score.add_argument("--as-of", type=dt.date.fromisoformat, default=_today(), metavar="DATE",
+    score.add_argument("--as-of", type=parse_date, default=_today(), metavar="DATE",
                        help="snapshot date YYYY-MM-DD (default: today, UTC)")
     score.add_argument("--model-version", metavar="V",
                        help="registered model version (default: the champion, else the latest)")
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one-line ``ConfigError`` s like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _today() -> dt.date:
@@ -113,12 +121,27 @@ def parse_dates(text: str) -> list[dt.date]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected YYYY-MM-DD, START:END:STEP_DAYS or today-N items, comma-separated") from None
+    if not dates:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no date given; expected YYYY-MM-DD, START:END:STEP_DAYS or today-N items, comma-separated")
     return sorted(dates)
+
+
+def parse_date(text: str) -> dt.date:
+    """One date, ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a date YYYY-MM-DD") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of every spark-submit job."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ChurnSparkError as err:  # a usage error: one line, as below
+        print(f"churn-spark: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)

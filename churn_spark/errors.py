@@ -15,3 +15,8 @@ class ConfigError(ChurnSparkError):
 
 class InputError(ChurnSparkError):
     """A landing file, path or option given to a job is unusable."""
+
+
+class StorageError(ChurnSparkError):
+    """The lakehouse cannot be read or written: a file in the way, a read-only or full disk,
+    or a table other jobs keep committing to."""

@@ -237,9 +237,7 @@ def _write_events(
         F.lit(batch.time).alias("ingested_at"),
         F.to_date("event_time").alias("event_date"),
     )
-    target = tables.ensure_table(spark, config, "events")
-    merged = (target.alias("t").merge(staged.alias("s"), "t.event_id = s.event_id")
-              .whenNotMatchedInsertAll().execute().first())
+    merged = tables.merge(spark, config, "events", staged, "event_id")
     report.rows_written = merged["num_inserted_rows"]
     report.duplicates_skipped = valid - report.rows_written
 
@@ -254,10 +252,7 @@ def _write_users(
         *profile, F.lit(batch.source).alias("source"), F.lit(batch.time).alias("updated_at")
     )
     changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in [*profile, "source"])
-    target = tables.ensure_table(spark, config, "users")
-    merged = (target.alias("t").merge(staged.alias("s"), "t.user_id = s.user_id")
-              .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
-              .execute().first())
+    merged = tables.merge(spark, config, "users", staged, "user_id", update_when=changed)
     report.rows_written = merged["num_inserted_rows"] + merged["num_updated_rows"]
     report.duplicates_skipped = valid - report.rows_written
 
@@ -298,9 +293,7 @@ def _quarantine(
         F.lit(batch.id).alias("batch_id"),
         F.lit(batch.time).alias("batch_time"),
     ).dropDuplicates(["quarantine_id"])
-    target = tables.ensure_table(spark, config, "quarantine")
-    (target.alias("t").merge(rejected.alias("s"), "t.quarantine_id = s.quarantine_id")
-     .whenNotMatchedInsertAll().execute())
+    tables.merge(spark, config, "quarantine", rejected, "quarantine_id")
 
 
 def _first_per_key(frame: DataFrame, *key: str) -> DataFrame:

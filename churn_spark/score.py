@@ -27,6 +27,7 @@ from churn_spark.config import Config, FeaturesConfig, LabelsConfig, ScoreConfig
 from churn_spark.errors import InputError
 from churn_spark.explain import ReasonWriter, attributions, top_reasons
 from churn_spark.features import KEYS, catalogue, compute_features
+from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import read_inputs
 from churn_spark.train.bundle import Bundle, probabilities
 from churn_spark.train.preprocess import to_arrays
@@ -220,7 +221,27 @@ def _features_at(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[D
         if not stored.isEmpty():
             return stored, f"{config.table('user_features')} at {as_of}"
     events, users = read_inputs(spark, config)
+    _check_window(events, as_of, config.features.history_days)
     return compute_features(events, users, [as_of], config.features), f"the features computed at {as_of}"
+
+
+def _check_window(events: DataFrame, as_of: dt.date, history_days: int) -> None:
+    """Refuse a date whose feature window holds no event: every user would be scored "lapsed"
+    from the none values alone, with tier cut-offs of 1.0.
+
+    Raises
+    ------
+    InputError
+        Naming the window and the dates the events span.
+    """
+    window = snapshot_rows(events.select("event_time", "event_date"), [as_of], history_days)
+    if not window.where("before_t").isEmpty():
+        return
+    first, last = events.agg(F.min("event_date"), F.max("event_date")).first()
+    start = as_of - dt.timedelta(days=history_days)
+    span = f"the events span {first} to {last}" if first is not None else "the events table is empty"
+    raise InputError(f"score at {as_of}: no events in its feature window [{start}, {as_of}) "
+                     f"({span}); nothing to score")
 
 
 def _cuts(scored: DataFrame, settings: ScoreConfig) -> dict[str, float]:

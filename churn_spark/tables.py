@@ -3,21 +3,37 @@
 Tables are Delta folders under the lakehouse (``storage.kind: path``) or metastore
 tables (``storage.kind: metastore``); ``Config.table(name)`` says which, and every read
 and write goes through the helpers here so that both kinds work everywhere.
+
+Every commit is retried, a bounded number of times, when a concurrent writer's commit
+conflicts with it (two ``score`` runs of one date, two jobs creating one table): each write
+here is idempotent (a ``replaceWhere`` overwrite, a keyed merge, a creation if absent, or an
+append whose failed attempt committed nothing), so a retry never loses or duplicates rows.
+A local lakehouse is checked before the first write (a file in the way, a read-only disk),
+and a failure of the disk itself is reported in one line naming the location.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
-from collections.abc import Sequence
+import os
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructField, StructType
 
-from churn_spark.config import Config
+from churn_spark.config import TABLES, Config
 from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
+from churn_spark.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +82,16 @@ TABLES_WRITTEN_BY_INGEST = ("quarantine", "events", "users", "ingest_log")
 
 
 def ensure_table(spark: SparkSession, config: Config, name: str) -> DeltaTable:
-    """Create table ``name`` (empty, with its schema) unless it exists; return it."""
+    """Create table ``name`` (empty, with its schema) unless it exists; return it.
+
+    Two jobs creating the same table at once both succeed: the one whose creation loses the
+    race retries, finds the table and uses it.
+    """
+    check_location(config, name, write=True)
+    return _committed(config.table(name), lambda: _create(spark, config, name))
+
+
+def _create(spark: SparkSession, config: Config, name: str) -> DeltaTable:
     spec = SPECS[name]
     builder = DeltaTable.createIfNotExists(spark).addColumns(spec.schema)
     if spec.partition_by:
@@ -94,36 +119,202 @@ def read_table(spark: SparkSession, config: Config, name: str) -> DataFrame:
 
 
 def table_exists(spark: SparkSession, config: Config, name: str) -> bool:
-    """Whether table ``name`` has been created."""
+    """Whether table ``name`` has been created.
+
+    Raises
+    ------
+    StorageError
+        A file stands where the table or the lakehouse folder should be (the table is not
+        merely missing).
+    """
     location = config.table(name)
     if config.storage.kind == "metastore":
         return spark.catalog.tableExists(location)
+    check_location(config, name)
     return DeltaTable.isDeltaTable(spark, location)
 
 
 def append(frame: DataFrame, config: Config, name: str) -> None:
-    """Append ``frame`` to table ``name`` (one Delta transaction)."""
+    """Append ``frame`` to table ``name`` (one Delta transaction; a conflicting attempt commits
+    nothing, so retrying it appends the rows once)."""
     writer = frame.write.format("delta").mode("append")
     location = config.table(name)
+    check_location(config, name, write=True)
     if config.storage.kind == "metastore":
-        writer.saveAsTable(location)
+        _committed(location, lambda: writer.saveAsTable(location))
     else:
-        writer.save(location)
+        _committed(location, lambda: writer.save(location))
+
+
+def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key: str,
+          update_when: str | None = None) -> Row:
+    """Insert the rows of ``staged`` whose ``key`` is not in table ``name`` yet and, with
+    ``update_when``, update the stored rows of the same key where that condition holds
+    (``t.`` the stored row, ``s.`` the staged one). Creates the table if needed.
+
+    Returns
+    -------
+    Row
+        Delta's merge metrics (``num_inserted_rows``, ``num_updated_rows``, ...) of the attempt
+        that committed: a retried merge finds the rows a concurrent one stored and skips them.
+    """
+    check_location(config, name, write=True)
+
+    def attempt() -> Row:
+        builder = _create(spark, config, name).alias("t").merge(staged.alias("s"), f"t.{key} = s.{key}")
+        if update_when is not None:
+            builder = builder.whenMatchedUpdateAll(condition=update_when)
+        return builder.whenNotMatchedInsertAll().execute().first()
+
+    return _committed(config.table(name), attempt)
 
 
 def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date]) -> int:
-    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction)."""
+    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction).
+
+    Returns
+    -------
+    int
+        The rows this write committed (found in the table's history by a tag of its own, so a
+        concurrent writer's commit is never counted).
+    """
     dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
+    tag = f"churn-spark replace {uuid.uuid4()}"
     writer = (frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date")
-              .option("replaceWhere", f"snapshot_date IN ({dates})"))
+              .option("replaceWhere", f"snapshot_date IN ({dates})").option("userMetadata", tag))
     spark, location = frame.sparkSession, config.table(name)
-    before = delta_table(spark, config, name).history(1).first()["version"] if table_exists(spark, config, name) else -1
+    check_location(config, name, write=True)
     if config.storage.kind == "metastore":
-        writer.saveAsTable(location)
+        _committed(location, lambda: writer.saveAsTable(location))
     else:
-        writer.save(location)
-    written = delta_table(spark, config, name).history(1).first()
+        _committed(location, lambda: writer.save(location))
     # Nothing to add and nothing to remove is no commit at all: then no rows were written.
-    rows = int(written["operationMetrics"].get("numOutputRows", 0)) if written["version"] > before else 0
+    mine = delta_table(spark, config, name).history(_HISTORY_SEARCHED).where(f"userMetadata = '{tag}'").first()
+    rows = int(mine["operationMetrics"].get("numOutputRows", 0)) if mine is not None else 0
     log.info("%s: wrote %d rows for %d snapshot date(s)", name, rows, len(set(snapshot_dates)))
     return rows
+
+
+# --- concurrent commits -----------------------------------------------------------------------
+
+# Delta's commit conflicts (io.delta.exceptions.*). This delta-spark wheel ships no
+# delta.exceptions module, so they reach Python as Py4JJavaError and are told by class name.
+_CONFLICTS = frozenset((
+    "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentWriteException", "ConcurrentTransactionException", "MetadataChangedException",
+    "ProtocolChangedException", "DeltaConcurrentModificationException",
+))
+COMMIT_ATTEMPTS = 6
+_HISTORY_SEARCHED = 100  # commits looked through for a write's own tag
+_T = TypeVar("_T")
+
+
+def _committed(location: str, commit: Callable[[], _T]) -> _T:
+    """``commit()``, retried with jittered backoff while it loses to a concurrent commit.
+
+    Raises
+    ------
+    StorageError
+        The table kept conflicting for ``COMMIT_ATTEMPTS`` attempts, or the disk refused the write.
+    """
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return commit()
+        except Exception as err:  # noqa: BLE001 - told apart below, re-raised unless recognised
+            conflict = conflict_name(err)
+            if conflict is None:
+                failure = storage_failure(err)
+                if failure is None:
+                    raise
+                raise StorageError(f"{location}: {failure}") from None
+            if attempt == COMMIT_ATTEMPTS:
+                raise StorageError(f"{location}: {COMMIT_ATTEMPTS} attempts lost to concurrent writers "
+                                   f"({conflict}); run this job again when they are done") from None
+            log.warning("%s: a concurrent commit won (%s); retrying (%d/%d)", location, conflict,
+                        attempt, COMMIT_ATTEMPTS - 1)
+            time.sleep(random.uniform(0.5, 1.5) * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def conflict_name(err: BaseException) -> str | None:
+    """The Delta commit-conflict class behind ``err`` (e.g. ``ConcurrentAppendException``), or None."""
+    names = [cls.__name__ for cls in type(err).__mro__]
+    names += [str(java.getClass().getSimpleName()) for java in _java_causes(err)]
+    return next((n for n in names if n in _CONFLICTS), None)
+
+
+def _java_causes(err: BaseException) -> list:
+    """The JVM throwable behind ``err`` (a Py4JJavaError or a converted PySpark error) and its
+    causes, outermost first; empty for a Python error."""
+    java = getattr(err, "java_exception", None) or getattr(err, "_origin", None)
+    causes = []
+    while java is not None and len(causes) < 16:  # bounded: a cause chain can loop
+        causes.append(java)
+        java = java.getCause()
+    return causes
+
+
+# --- the disk under a local lakehouse -----------------------------------------------------------
+
+_FAILURES = {  # what the JVM or the OS says -> the line the user reads
+    "no space left on device": "no space left on device",
+    "disk quota exceeded": "disk quota exceeded",
+    "read-only file system": "read-only file system",
+    "permission denied": "permission denied",
+    "accessdeniedexception": "permission denied",
+    "not a directory": "a file stands where a folder should be",
+    "parentnotdirectoryexception": "a file stands where a folder should be",
+}
+_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied", errno.ENOTDIR: "a file stands where a folder should be"}
+
+
+def storage_failure(err: BaseException) -> str | None:
+    """What ``err`` says about the disk in a few words (full, read-only, ...), or None when it
+    is some other error."""
+    if isinstance(err, OSError) and err.errno in _ERRNOS:
+        return _ERRNOS[err.errno]
+    text = " ".join([str(err), *(str(java.toString()) for java in _java_causes(err))]).lower()
+    return next((words for marker, words in _FAILURES.items() if marker in text), None)
+
+
+def local_path(location: str) -> str | None:
+    """The local file-system path of a lakehouse location, or None for a remote URI."""
+    if location.startswith("file:"):
+        return urlparse(location).path
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", location):
+        return None  # hdfs://, s3a://, abfss://, dbfs:/: left to the storage layer
+    return location
+
+
+def check_location(config: Config, name: str, write: bool = False) -> None:
+    """Refuse, in one line, a local lakehouse location that cannot hold ``name``.
+
+    Parameters
+    ----------
+    name
+        A table, or a folder under the lakehouse (``models``, ``reports``).
+    write
+        Also refuse a location whose nearest existing folder is not writable (``os.access``
+        reports a read-only file system even to root, unlike permission bits).
+
+    Raises
+    ------
+    StorageError
+        A file stands at the location or above it, or (``write``) the disk is read-only or
+        the folder not writable.
+    """
+    if config.storage.kind == "metastore" and name in TABLES:
+        return
+    path = local_path(config.location(name))
+    if path is None:
+        return
+    lakehouse = os.path.dirname(path)
+    existing = path
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise StorageError(f"lakehouse {lakehouse}: {existing} is a file, not a folder")
+    if write and not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"lakehouse {lakehouse}: {existing} is not writable (read-only)")

@@ -117,6 +117,26 @@ def test_bad_snapshot_dates_are_refused(text: str) -> None:
         parse_dates(text)
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["features", "--as-of", ""], "churn-spark features: argument --as-of: '': no date given; expected "
+                                  "YYYY-MM-DD, START:END:STEP_DAYS or today-N items, comma-separated"),
+    (["labels", "--as-of", ","], "churn-spark labels: argument --as-of: ',': no date given; expected "
+                                 "YYYY-MM-DD, START:END:STEP_DAYS or today-N items, comma-separated"),
+    (["score", "--as-of", ""], "churn-spark score: argument --as-of: '': expected a date YYYY-MM-DD"),
+    (["score", "--as-of", ","], "churn-spark score: argument --as-of: ',': expected a date YYYY-MM-DD"),
+    (["score", "--model"], "churn-spark score: argument --model-version: expected one argument"),
+])
+def test_bad_arguments_are_one_line_naming_the_argument(
+        argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Today ``--as-of ''`` and ``--as-of ','`` give features no date at all (a traceback later),
+    and argparse's refusals print a usage block and raise SystemExit."""
+    from churn_spark.cli import main
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err.splitlines()) == ("", [f"churn-spark: error: {line}"])
+
+
 def test_history_must_cover_the_longest_window() -> None:
     with pytest.raises(ConfigError, match="features.history_days \\(100\\) must cover the longest window"):
         load_config(None, ["features.history_days=100", "features.windows=[7, 30, 120]"])

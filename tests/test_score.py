@@ -194,9 +194,33 @@ def test_features_the_model_lacks_are_refused_and_nothing_written(spark: SparkSe
 
 def test_an_empty_population_is_an_error(spark: SparkSession, registered: Config) -> None:
     write_events(spark, registered, [("u9", dt.datetime(2026, 3, 10, 12), "view", None)])  # after T1
-    with pytest.raises(InputError, match="no users known at 2026-03-01; nothing to score"):
+    with pytest.raises(InputError, match=r"^score at 2026-03-01: no events in its feature window "
+                                         r"\[2025-09-02, 2026-03-01\) \(the events span 2026-03-10 to 2026-03-10\); "
+                                         r"nothing to score$"):
         run_scoring(spark, registered, T1)
     assert not tables.table_exists(spark, registered, "churn_scores")
+
+
+def test_a_date_whose_window_holds_no_events_is_refused_before_writing(
+        spark: SparkSession, registered: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    """Today 2030-01-01 scores everyone "lapsed" with cut-offs 1.0 and exits 0. The window is
+    [T - history_days, T): one event on its first day is enough to score."""
+    write_events(spark, registered, [("u1", dt.datetime(2026, 2, 27, 12), "purchase", 12.0),
+                                     ("u2", dt.datetime(2026, 6, 1, 23, 59), "view", None)])
+    write_users(spark, registered, ["u1", "u2", "u3"])
+    far = dt.date(2030, 1, 1)
+    line = ("score at 2030-01-01: no events in its feature window [2029-07-05, 2030-01-01) "
+            "(the events span 2026-02-27 to 2026-06-01); nothing to score")
+    with pytest.raises(InputError) as refused:
+        run_scoring(spark, registered, far)
+    assert str(refused.value) == line
+    code = main(["score", "--as-of", "2030-01-01", "--set", f"lakehouse={registered.lakehouse}",
+                 "--set", f"mlflow.tracking_uri={registered.mlflow.tracking_uri}"])
+    assert (code, capsys.readouterr().err.splitlines()) == (2, [f"churn-spark: error: {line}"])
+    assert not tables.table_exists(spark, registered, "churn_scores")
+
+    edge = dt.date(2026, 6, 1) + dt.timedelta(days=180)  # the window starts on the day of u2's view
+    assert run_scoring(spark, registered, edge).users == 3
 
 
 def write_events(spark: SparkSession, config: Config, rows: list[tuple]) -> None:

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
+from churn_spark import tables
+from churn_spark.cli import main
 from churn_spark.config import Config, load_config
-from churn_spark.features import compute_features
+from churn_spark.contract import SPARK_TYPES
+from churn_spark.errors import InputError
+from churn_spark.features import catalogue, compute_features
 from churn_spark.ingest import ingest
 from churn_spark.pipeline import generate_landing
 from churn_spark.score import run_scoring
@@ -91,3 +96,97 @@ def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, tra
     assert (active.groupby("risk_tier")["churn_probability"].min()["high"]
             >= active.groupby("risk_tier")["churn_probability"].max()["medium"])
     assert scores["top_reasons"].map(len).max() == 3
+
+
+# --- a refused or interrupted run never becomes LATEST ---------------------------------------------
+
+# 35 days apart, horizon 30: train 01-01 and 02-05, validation 03-12, test 04-16.
+SMALL_SNAPSHOTS = [dt.date(2026, 1, 1) + dt.timedelta(days=35 * k) for k in range(4)]
+
+
+def write_small_training_set(spark: SparkSession, config: Config, labels: dict[dt.date, list[int]]) -> None:
+    """A training_set of every catalogue feature (seeded random values), one row per label."""
+    features = catalogue(config.features)
+    schema = StructType([StructField("user_id", StringType()), StructField("snapshot_date", DateType()),
+                         StructField("label", IntegerType()),
+                         *[StructField(f.name, SPARK_TYPES[f.dtype]) for f in features]])
+    random = np.random.default_rng(7)
+    values = {"double": lambda: float(random.uniform(0, 30)), "int": lambda: int(random.integers(0, 2)),
+              "string": lambda: str(random.choice(["gold", "silver"]))}
+    rows = [(f"u{k}", day, label, *[values[f.dtype]() for f in features])
+            for day, day_labels in labels.items() for k, label in enumerate(day_labels)]
+    tables.replace_dates(spark.createDataFrame(rows, schema), config, "training_set", list(labels))
+
+
+@pytest.fixture
+def small(config: Config, tmp_path: Path) -> Config:
+    """The smallest training: LR only, one process, one epoch, a registry of the test's own."""
+    return load_config(ROOT / "conf" / "local.yaml", [
+        *TEST_SETTINGS, f"lakehouse={config.lakehouse}", f"mlflow.tracking_uri={tmp_path / 'mlruns'}",
+        "train.models=[lr]", "train.launcher=single", "train.num_processes=1", "train.epochs=1",
+        "train.batch_size=8", "train.use_gpu=false"])
+
+
+def _listing(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with a file's bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_a_refused_train_creates_nothing_and_leaves_latest(
+        spark: SparkSession, small: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    """One class in the training snapshots: refused before any run folder exists (today an
+    empty run is created and LATEST points at it), through the library and the CLI."""
+    write_small_training_set(spark, small, {day: [0] * 6 for day in SMALL_SNAPSHOTS})
+    models = Path(small.location("models"))
+    (models / "20260101T000000").mkdir(parents=True)
+    (models / "20260101T000000" / "complete.json").write_text("{}")
+    (models / "LATEST").write_text("20260101T000000")
+    before = _listing(Path(small.lakehouse))
+    line = ("train: the train snapshots (2026-01-01, 2026-02-05) hold one class only (12 users, none churned); "
+            "label more snapshot dates")
+
+    with pytest.raises(InputError) as refused:
+        run_training(spark, small)
+    assert str(refused.value) == line
+    code = main(["train", *[a for s in [f"lakehouse={small.lakehouse}", "train.models=[lr]",
+                                        "train.launcher=single"] for a in ("--set", s)]])
+    assert (code, capsys.readouterr().err.splitlines()) == (2, [f"churn-spark: error: {line}"])
+    assert _listing(Path(small.lakehouse)) == before
+
+
+def test_evaluate_refuses_a_latest_run_that_never_completed(
+        spark: SparkSession, small: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    """What an older version left behind: LATEST naming an empty run folder (today: a traceback)."""
+    models = Path(small.location("models"))
+    (models / "20260101T000000").mkdir(parents=True)
+    (models / "LATEST").write_text("20260101T000000")
+    line = (f"{models}/20260101T000000: training run 20260101T000000 did not complete; run churn-spark train "
+            f"(--resume continues it)")
+    with pytest.raises(InputError) as refused:
+        evaluate_run(spark, small)
+    assert str(refused.value) == line
+    assert main(["evaluate", "--set", f"lakehouse={small.lakehouse}"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"churn-spark: error: {line}"]
+
+
+def test_resume_continues_an_interrupted_run_never_an_empty_one(spark: SparkSession, small: Config) -> None:
+    write_small_training_set(spark, small, {day: [0, 1] * 6 for day in SMALL_SNAPSHOTS})
+    models = Path(small.location("models"))
+    (models / "29990101T000000").mkdir(parents=True)  # created, then abandoned before its plan: no run
+    (models / "LATEST").write_text("29990101T000000")
+
+    first = run_training(spark, small, resume=True)
+    assert first["run"] not in ("29990101T000000", "29990101T000001")
+    assert (models / "LATEST").read_text() == first["run"]
+    assert json.loads((models / first["run"] / "complete.json").read_text())["version"] == first["version"] == "1"
+    assert list((models / "29990101T000000").iterdir()) == []
+    assert evaluate_run(spark, small) == first["metrics"]
+
+    # Killed after its plan was written: resumed in place, and LATEST moves there once it completes.
+    interrupted = models / "29990101T000001"
+    interrupted.mkdir()
+    (interrupted / "split.json").write_text((models / first["run"] / "split.json").read_text())
+    second = run_training(spark, small, resume=True)
+    assert (second["run"], second["version"]) == ("29990101T000001", "2")
+    assert (models / "LATEST").read_text() == "29990101T000001"
+    assert (interrupted / "complete.json").exists() and (interrupted / "lr.pt").exists()

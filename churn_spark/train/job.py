@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,24 @@ log = logging.getLogger(__name__)
 
 
 def run_training(spark: SparkSession, config: Config, resume: bool = False) -> dict[str, Any]:
-    """Train every configured model and the baseline; write the run, the report and metrics.json."""
+    """Train every configured model and the baseline; write the run, the report and metrics.json.
+
+    Everything is checked before anything is created: a refused run leaves no run folder, and
+    ``models/LATEST`` moves (atomically) only once a run has completed. ``resume`` continues the
+    newest run when it was interrupted (started, never completed), else starts a new one.
+
+    Raises
+    ------
+    InputError
+        Before anything is written: no training_set, no valid split, a split holding one class.
+    StorageError
+        Before anything is written: the lakehouse cannot hold the run.
+    """
     from churn_spark.train.feed import make_converter
     from churn_spark.train.tracking import track_run
 
+    for folder in ("models", "reports"):
+        tables.check_location(config, folder, write=True)
     if not tables.table_exists(spark, config, "training_set"):
         raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
     training = tables.read_table(spark, config, "training_set")
@@ -43,15 +59,13 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     categorical = [f.name for f in features if f.dtype == "string"]
     parts = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name))))
              for name in ("train", "valid", "test")}
+    positives, negatives = _class_counts(training, split)
     prep = preprocess.fit(parts["train"], numeric, categorical)
-    run_dir = _run_dir(config, resume)
+    run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
     cache = f"file://{run_dir.parent / 'petastorm_cache'}"
     converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
         max(2, config.train.num_processes)), cache) for name in ("train", "valid")}
-    (run_dir / "split.json").write_text(json.dumps({k: [str(d) for d in getattr(split, k)]
-                                                    for k in ("train", "valid", "test")}))
     valid_rows = parts["valid"].toPandas()
-    positives, negatives = _class_counts(parts["train"])
     summaries = {}
     try:
         for kind in config.train.models:
@@ -70,7 +84,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     _fit_lightgbm(parts["train"], valid_rows, numeric, categorical, config, run_dir)
     metrics = evaluate_run(spark, config, run_dir)
     version = track_run(config, split, summaries, metrics, run_dir)
-    (run_dir.parent / "LATEST").write_text(run_dir.name)
+    _complete(run_dir, version)
     return {"run": run_dir.name, "split": split, "metrics": metrics, "summaries": summaries, "version": version}
 
 
@@ -79,9 +93,12 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: Path | None = Non
     snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``."""
     models = Path(config.location("models"))
     if run_dir is None:
-        if not (models / "LATEST").exists():
+        if not (models / LATEST).exists():
             raise InputError(f"{models}: no training run to evaluate; run churn-spark train first")
-        run_dir = models / (models / "LATEST").read_text().strip()
+        run_dir = models / (models / LATEST).read_text().strip()
+        if not (run_dir / COMPLETE).exists():  # LATEST written by an older version at a run's start
+            raise InputError(f"{run_dir}: training run {run_dir.name} did not complete; run churn-spark train "
+                             f"(--resume continues it)")
     saved = json.loads((run_dir / "split.json").read_text())
     split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")))
     training = tables.read_table(spark, config, "training_set")
@@ -110,23 +127,74 @@ def _split(training: DataFrame, config: Config) -> Split:
                         settings.valid_snapshots, settings.test_snapshots)
 
 
-def _run_dir(config: Config, resume: bool) -> Path:
+LATEST = "LATEST"  # under models/: the name of the newest completed run
+COMPLETE = "complete.json"  # in a run folder: written last, once the run is registered
+_RUN_NAME = re.compile(r"\d{8}T\d{6}")
+
+
+def _run_dir(config: Config, split: Split, resume: bool) -> Path:
+    """The interrupted run to resume, or a new run folder holding its plan (``split.json``)."""
     models = Path(config.location("models"))
-    latest = models / "LATEST"
-    if resume and latest.exists():
-        return models / latest.read_text().strip()
+    if resume:
+        interrupted = _interrupted_run(models)
+        if interrupted is not None:
+            planned = json.loads((interrupted / "split.json").read_text())
+            if planned != _split_json(split):
+                raise InputError(f"{interrupted}: the interrupted run was split as {planned}, training_set now "
+                                 f"splits as {_split_json(split)}; train without --resume")
+            log.info("resuming the interrupted run %s", interrupted.name)
+            return interrupted
+        log.info("%s: no interrupted run to resume; starting a new one", models)
     run_dir = models / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    latest.write_text(run_dir.name)  # a killed run can be resumed
+    _write_atomically(run_dir / "split.json", json.dumps(_split_json(split)))  # from now on, resumable
     return run_dir
 
 
-def _class_counts(train: DataFrame) -> tuple[int, int]:
-    counts = train.agg(F.sum("label").alias("p"), F.count(F.lit(1)).alias("n")).first()
-    positives = int(counts["p"] or 0)
-    if positives == 0 or positives == counts["n"]:
-        raise InputError("train: the training snapshots hold one class only; label more snapshot dates")
-    return positives, int(counts["n"]) - positives
+def _interrupted_run(models: Path) -> Path | None:
+    """The newest run when it started (has its plan) and never completed; a folder without a
+    plan (created and abandoned before training began) is no run at all."""
+    runs = sorted(p for p in models.glob("*") if p.is_dir() and _RUN_NAME.fullmatch(p.name)
+                  and (p / "split.json").exists()) if models.is_dir() else []
+    return runs[-1] if runs and not (runs[-1] / COMPLETE).exists() else None
+
+
+def _complete(run_dir: Path, version: str) -> None:
+    """Mark the run complete, then point ``LATEST`` at it (each file written whole, then renamed)."""
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    _write_atomically(run_dir / COMPLETE, json.dumps({"run": run_dir.name, "version": version, "completed": stamp}))
+    _write_atomically(run_dir.parent / LATEST, run_dir.name)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: readers
+    see the old content or the new, never a part."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _split_json(split: Split) -> dict[str, list[str]]:
+    return {k: [str(d) for d in getattr(split, k)] for k in ("train", "valid", "test")}
+
+
+def _class_counts(training: DataFrame, split: Split) -> tuple[int, int]:
+    """The training snapshots' positives and negatives, once every part is known to hold both
+    classes (a one-class part leaves a loss, a threshold or a ROC-AUC undefined)."""
+    part = F.lit(None)
+    for name in ("test", "valid", "train"):
+        part = F.when(F.col("snapshot_date").isin(list(getattr(split, name))), name).otherwise(part)
+    rows = (training.select(part.alias("part"), "label").where(F.col("part").isNotNull()).groupBy("part")
+            .agg(F.sum("label").alias("p"), F.count(F.lit(1)).alias("n")).collect())
+    counts = {r["part"]: (int(r["p"] or 0), int(r["n"])) for r in rows}
+    for name in ("train", "valid", "test"):
+        positives, total = counts.get(name, (0, 0))
+        if positives in (0, total):
+            dates = ", ".join(map(str, getattr(split, name)))
+            held = "no users" if total == 0 else f"{total} users, {'all' if positives else 'none'} churned"
+            raise InputError(f"train: the {name} snapshots ({dates}) hold one class only ({held}); "
+                             f"label more snapshot dates")
+    return counts["train"][0], counts["train"][1] - counts["train"][0]
 
 
 def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converters: dict, run_dir: Path,
