@@ -19,12 +19,15 @@ from churn_spark.features import KEYS, assemble, check_schema, compute_features
 from churn_spark.labels import check_label_windows, label_aggregates
 
 def build_training_set(
-    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config
+    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config,
+    first_events: DataFrame | None = None,
 ) -> DataFrame:
-    """Eligible users at each T with their label and every feature, from one pass over the events."""
+    """Eligible users at each T with their label and every feature, from one pass over the events
+    (``first_events`` as in ``compute_features``)."""
     labels = config.labels
     rows = assemble(events, users, snapshot_dates, config.features, after_days=labels.horizon_days,
-                    extra=label_aggregates(labels.horizon_days, labels.lookback_days, labels.eligibility))
+                    extra=label_aggregates(labels.horizon_days, labels.lookback_days, labels.eligibility),
+                    first_events=first_events)
     features = [c for c in rows.columns if c not in (*KEYS, "eligible", "label")]
     return rows.where("eligible = 1").select(*KEYS, "label", *features)
 
@@ -32,7 +35,7 @@ def build_training_set(
 def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
     """Compute and write ``user_features`` for the dates; return the rows written."""
     events, users = read_inputs(spark, config)
-    frame = compute_features(events, users, snapshot_dates, config.features)
+    frame = compute_features(events, users, snapshot_dates, config.features, read_first_events(spark, config))
     check_schema(frame, config.features)
     return tables.replace_dates(frame, config, "user_features", snapshot_dates)
 
@@ -48,7 +51,7 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
     events, users = read_inputs(spark, config)
     check_label_windows(snapshot_dates, config.labels.horizon_days,
                         _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
-    frame = build_training_set(events, users, snapshot_dates, config)
+    frame = build_training_set(events, users, snapshot_dates, config, read_first_events(spark, config))
     check_schema(frame.drop("label"), config.features)
     return tables.replace_dates(frame, config, "training_set", snapshot_dates)
 
@@ -79,3 +82,9 @@ def read_inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFra
         raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
     users = tables.read_table(spark, config, "users") if tables.table_exists(spark, config, "users") else None
     return tables.read_table(spark, config, "events"), users
+
+
+def read_first_events(spark: SparkSession, config: Config) -> DataFrame | None:
+    """The ``first_events`` table ingest keeps; None for a lakehouse ingested before it existed
+    (the features then take each user's first event from the whole events table)."""
+    return tables.read_table(spark, config, "first_events") if tables.table_exists(spark, config, "first_events") else None
