@@ -87,4 +87,6 @@ def read_inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFra
 def read_first_events(spark: SparkSession, config: Config) -> DataFrame | None:
     """The ``first_events`` table ingest keeps; None for a lakehouse ingested before it existed
     (the features then take each user's first event from the whole events table)."""
-    return tables.read_table(spark, config, "first_events") if tables.table_exists(spark, config, "first_events") else None
+    if not tables.table_exists(spark, config, "first_events"):
+        return None
+    return tables.read_table(spark, config, "first_events")

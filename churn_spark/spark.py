@@ -76,7 +76,7 @@ def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSessi
     with _console_to(None if under_submit else console_log):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    if console_log is not None:
+    if console_log is not None and not under_submit:
         _query_context_loggers_to(console_log)
     return spark
 

@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from churn_spark.features.catalogue import Context, Feature
 from churn_spark.labels import days_before_t
 
+FIRST_EVENT_TIME = "first_event_time"  # the column of ``first_event_times`` (and the first_events table)
 KINDS = {"view": "page view", "cart": "add-to-cart", "purchase": "purchase",
          "review": "review", "service": "service contact"}
 
@@ -24,15 +25,13 @@ def features(ctx: Context) -> list[Feature]:
             group=f"last_{kind}"))
         out.append(Feature(
             f"{kind}_seen", "int", None,
-            f"1 if the user has {article} {words} in the {ctx.history_days} days before T", 0, lambda k=kind: F.max(F.when(ctx.is_type(k) & ctx.within(ctx.history_days), 1)), group=f"last_{kind}"))
+            f"1 if the user has {article} {words} in the {ctx.history_days} days before T", 0,
+            lambda k=kind: F.max(F.when(ctx.is_type(k) & ctx.within(ctx.history_days), 1)), group=f"last_{kind}"))
     out.append(Feature(
         "days_since_first_event", "double", None,
         "days from the user's first event ever to T, whatever the history window (0: none before T)", 0,
         lambda: days_before_t(F.col(FIRST_EVENT_TIME), F.col("snapshot_date")), stage="profile", group="tenure"))
     return out
-
-
-FIRST_EVENT_TIME = "first_event_time"
 
 
 def first_event_times(events: DataFrame) -> DataFrame:
