@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import re
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -27,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--conf", metavar="PATH", help="YAML config (default conf/local.yaml)")
     common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config value, e.g. --set lakehouse=./lakehouse-test")
+    common.add_argument("--verbose", action="store_true",
+                        help="show Spark's and Ivy's console output and every library's log lines (default: "
+                             "the job's own lines; Spark's output goes to a file under the temp folder)")
     parser = _Parser(prog="churn-spark", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -142,16 +148,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChurnSparkError as err:  # a usage error: one line, as below
         print(f"churn-spark: error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    _configure_logging(args.verbose)
+    console = None if args.verbose else _console_log()
     try:
         config = load_config(args.conf, _overrides(args))
-        _run(args, config)
+        _run(args, config, console)
     except ChurnSparkError as err:
         print(f"churn-spark: error: {err}", file=sys.stderr)
         return 2
+    except BaseException:
+        if console is not None and os.path.exists(console):
+            print(f"churn-spark: Spark's console output is in {console}", file=sys.stderr)
+        raise
     return 0
+
+
+def _console_log() -> str:
+    """A new file under the system temp folder for Spark's console output (``--verbose``: none)."""
+    name = f"spark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return os.path.join(tempfile.gettempdir(), "churn-spark", name)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The job's own progress lines (``churn_spark`` at INFO); other libraries' only from WARNING
+    on, unless ``verbose``."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -169,11 +193,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def _run(args: argparse.Namespace, config: Config) -> None:
+def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
     from churn_spark.spark import get_spark
 
     prepared = _prepare_ingest(args) if args.command == "ingest" else None  # checked before Spark starts
-    spark = get_spark(config.spark)
+    spark = get_spark(config.spark, console)
     if args.command == "generate":
         from churn_spark.pipeline import generate_landing
 

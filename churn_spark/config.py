@@ -23,6 +23,7 @@ DEFAULT_CONF = Path("conf/local.yaml")
 TABLES = (
     "events",
     "users",
+    "first_events",
     "quarantine",
     "ingest_log",
     "user_features",

@@ -5,7 +5,8 @@ a mapping that does not fit, missing required columns) is checked before the fir
 write. The writes are Delta MERGEs keyed so that running the same batch again, or again
 after a crash part-way, leaves the same tables: events by ``event_id`` (insert only),
 users by ``user_id`` (updated only when the profile changed), quarantine by a hash of the
-record. Each run appends its counts to ``ingest_log``.
+record, ``first_events`` by ``user_id`` (the earliest event time kept). Each run appends its
+counts to ``ingest_log``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from churn_spark.contract import (
     EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, validate_events, validate_users,
 )
 from churn_spark.errors import InputError
+from churn_spark.features.recency import first_event_times
 from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing
 from churn_spark.mapping import map_events, map_users, name_columns, reader_options
 from churn_spark.sources import (
@@ -120,6 +122,7 @@ def ingest(
         for name, frame in validated.items():
             _quarantine(spark, config, frame, name, batch)
         _write_events(spark, config, validated["events"], batch, reports["events"], valid["events"])
+        _write_first_events(spark, config, validated["events"])
         if "users" in validated:
             _write_users(spark, config, validated["users"], batch, reports["users"], valid["users"])
     finally:
@@ -240,6 +243,21 @@ def _write_events(
     merged = tables.merge(spark, config, "events", staged, "event_id")
     report.rows_written = merged["num_inserted_rows"]
     report.duplicates_skipped = valid - report.rows_written
+
+
+def _write_first_events(spark: SparkSession, config: Config, events: DataFrame) -> None:
+    """Keep per user the time of their first event ever: a MERGE taking the minimum.
+
+    Where the table does not exist yet (a new lakehouse, or one ingested before it existed) it
+    is built from the whole events table, this batch included, so that it is complete whenever
+    it exists; re-running a batch leaves it as it is.
+    """
+    if tables.table_exists(spark, config, "first_events"):
+        staged = first_event_times(_first_per_key(events.where(F.size("reasons") == 0), "event_id"))
+    else:
+        staged = first_event_times(tables.read_table(spark, config, "events"))
+    tables.merge(spark, config, "first_events", staged, "user_id",
+                 update_when="s.first_event_time < t.first_event_time")
 
 
 def _write_users(

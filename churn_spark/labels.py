@@ -24,6 +24,16 @@ def snapshot_start(snapshot_date: Column) -> Column:
     return snapshot_date.cast("timestamp")
 
 
+def days_before_t(time: Column, snapshot_date: Column) -> Column:
+    """Days from ``time`` to T where ``time`` is strictly before T; null at or after T.
+
+    For per-user state kept outside the events' history window, such as the time of a user's
+    first event ever: if that is before T, it is also the user's first event before T.
+    """
+    days = (F.unix_micros(snapshot_start(snapshot_date)) - F.unix_micros(time)) / _DAY_US
+    return F.when(days > 0, days)
+
+
 def snapshot_rows(
     events: DataFrame, snapshot_dates: Sequence[dt.date], before_days: int, after_days: int = 0
 ) -> DataFrame:

@@ -21,14 +21,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from churn_spark import runs as score_runs  # noqa: E402
 from churn_spark import tables  # noqa: E402
 from churn_spark.alerts import action_counts, reason_counts  # noqa: E402
-from churn_spark.config import Config  # noqa: E402
+from churn_spark.config import Config, FeaturesConfig  # noqa: E402
 from churn_spark.errors import InputError  # noqa: E402
+from churn_spark.explain import reason_labels  # noqa: E402
+from churn_spark.features import catalogue  # noqa: E402
 from churn_spark.score import TIERS  # noqa: E402
 
 BINS = 20
@@ -39,6 +42,14 @@ def risk_histogram(scores: DataFrame, bins: int = BINS) -> DataFrame:
     """Users per probability bin (``bin`` = lower edge) and tier."""
     edge = F.least(F.floor(F.col("churn_probability") * bins), F.lit(bins - 1)) / bins
     return scores.groupBy(edge.alias("bin"), "risk_tier").agg(F.count(F.lit(1)).alias("users")).orderBy("bin")
+
+
+def top_reasons_in_words(alerts: DataFrame, settings: FeaturesConfig, top: int = 10) -> pd.DataFrame:
+    """The ``top`` most frequent reasons among the alerts, in words (``reason``, ``alerts``,
+    and the ``feature`` behind each), most frequent first."""
+    counts = reason_counts(alerts).limit(top).toPandas()
+    words = reason_labels(list(counts["feature"]), catalogue(settings), settings.history_days)
+    return counts.assign(reason=counts["feature"].map(words))[["reason", "alerts", "feature"]]
 
 
 def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | None = None) -> Path:
@@ -66,7 +77,7 @@ def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | N
     scores = tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(as_of))
     alerts = tables.read_table(spark, config, "alerts").where(F.col("snapshot_date") == F.lit(as_of))
     histogram = risk_histogram(scores).toPandas()
-    reasons = reason_counts(alerts).limit(10).toPandas()
+    reasons = top_reasons_in_words(alerts, config.features)
     actions = action_counts(alerts).toPandas()
     reports = Path(config.location("reports"))
     page = _page(run.asDict(), histogram, reasons, actions, reports / "latest", incomplete)
@@ -88,7 +99,7 @@ def _page(run: dict, histogram, reasons, actions, evaluation: Path, incomplete: 
     cards += f"<h2>Incomplete runs</h2><ul>{warned}</ul>" if incomplete else ""
     body = [f"<h1>Churn early warning</h1>{cards}<h2>Tiers</h2><table><tr><th>tier</th><th>users</th></tr>{tiers}</table>",
             "<h2>Risk distribution</h2>" + _img(_histogram_png(histogram)),
-            "<h2>Top alert reasons</h2>" + _table(reasons, ["feature", "alerts"]),
+            "<h2>Top alert reasons</h2>" + _table(reasons, ["reason", "alerts"]),
             "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"])]
     metrics = evaluation / "metrics.json"
     if metrics.exists():

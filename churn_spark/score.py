@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import reduce
 
+import numpy as np
 import pandas as pd
 import torch
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -28,7 +29,7 @@ from churn_spark.errors import InputError
 from churn_spark.explain import ReasonWriter, attributions, top_reasons
 from churn_spark.features import KEYS, catalogue, compute_features
 from churn_spark.labels import snapshot_rows
-from churn_spark.snapshots import read_inputs
+from churn_spark.snapshots import read_first_events, read_inputs
 from churn_spark.train.bundle import Bundle, probabilities
 from churn_spark.train.preprocess import to_arrays
 
@@ -76,7 +77,9 @@ class Scorer:
         Returns
         -------
         One row per input row, in order: ``churn_probability``, ``top_reasons`` (readable text,
-        strongest first) and ``reason_features`` (the features behind them).
+        strongest first) and ``reason_features`` (the features behind them). A value that is
+        missing or not finite never stops the batch: the model reads it at its bound (see
+        ``to_arrays``), and it is never a reason.
         """
         numeric, categories = to_arrays(features, self.bundle.preprocessing)
         if self.reasons == 0:  # probabilities only: one forward pass, no gradients
@@ -85,7 +88,8 @@ class Scorer:
             chosen: list[list[int]] = [[] for _ in range(len(features))]
         else:
             logits, contributions = attributions(self.network, numeric, categories)
-            chosen = top_reasons(contributions, self.reasons)
+            contributions = np.where(self.writer.explainable(features), contributions, 0.0)
+            chosen = top_reasons(contributions, self.reasons, self.writer.groups)
         values = [features[name].to_numpy() for name in self.names]
         texts = [[self.writer.text(self.names[c], values[c][row]) for c in columns]
                  for row, columns in enumerate(chosen)]
@@ -222,7 +226,8 @@ def _features_at(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[D
             return stored, f"{config.table('user_features')} at {as_of}"
     events, users = read_inputs(spark, config)
     _check_window(events, as_of, config.features.history_days)
-    return compute_features(events, users, [as_of], config.features), f"the features computed at {as_of}"
+    features = compute_features(events, users, [as_of], config.features, read_first_events(spark, config))
+    return features, f"the features computed at {as_of}"
 
 
 def _check_window(events: DataFrame, as_of: dt.date, history_days: int) -> None:

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def build_training_set(
-    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config
+    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config,
+    first_events: DataFrame | None = None,
 ) -> DataFrame:
-    """Eligible users at each T with their label and every feature, from one pass over the events."""
+    """Eligible users at each T with their label and every feature, from one pass over the events
+    (``first_events`` as in ``compute_features``)."""
     labels = config.labels
     rows = assemble(events, users, snapshot_dates, config.features, after_days=labels.horizon_days,
-                    extra=label_aggregates(labels.horizon_days, labels.lookback_days, labels.eligibility))
+                    extra=label_aggregates(labels.horizon_days, labels.lookback_days, labels.eligibility),
+                    first_events=first_events)
     features = [c for c in rows.columns if c not in (*KEYS, "eligible", "label")]
     return rows.where("eligible = 1").select(*KEYS, "label", *features)
 
@@ -37,7 +40,7 @@ def build_training_set(
 def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
     """Compute and write ``user_features`` for the dates; return the rows written."""
     events, users = read_inputs(spark, config)
-    frame = compute_features(events, users, snapshot_dates, config.features)
+    frame = compute_features(events, users, snapshot_dates, config.features, read_first_events(spark, config))
     check_schema(frame, config.features)
     return tables.replace_dates(frame, config, "user_features", snapshot_dates)
 
@@ -85,7 +88,7 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
     events, users = read_inputs(spark, config)
     check_label_windows(snapshot_dates, config.labels.horizon_days,
                         _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
-    frame = build_training_set(events, users, snapshot_dates, config)
+    frame = build_training_set(events, users, snapshot_dates, config, read_first_events(spark, config))
     check_schema(frame.drop("label"), config.features)
     rows = tables.replace_dates(frame, config, "training_set", snapshot_dates)
     written = tables.read_table(spark, config, "training_set").where(F.col("snapshot_date").isin(list(snapshot_dates)))
@@ -146,3 +149,11 @@ def read_inputs(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFra
         raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
     users = tables.read_table(spark, config, "users") if tables.table_exists(spark, config, "users") else None
     return tables.read_table(spark, config, "events"), users
+
+
+def read_first_events(spark: SparkSession, config: Config) -> DataFrame | None:
+    """The ``first_events`` table ingest keeps; None for a lakehouse ingested before it existed
+    (the features then take each user's first event from the whole events table)."""
+    if not tables.table_exists(spark, config, "first_events"):
+        return None
+    return tables.read_table(spark, config, "first_events")

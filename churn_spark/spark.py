@@ -3,17 +3,21 @@
 ``get_spark(config)`` reuses the active session where one exists (spark-submit,
 Databricks, a notebook) and otherwise builds a local one with Delta Lake configured
 through ``configure_spark_with_delta_pip``: Delta's jars come from Maven Central on the
-first start and from the local Ivy cache after that. Nothing here runs at import time.
+first start and from the local Ivy cache after that. A local JVM started here can write its
+console output (Ivy's resolution report, log4j warnings, task stack traces) to a file instead
+of the terminal (``console_log``). Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
 
@@ -31,13 +35,17 @@ _REQUIRED = {
 _SUPPORTED_JAVA = (17, 21)
 
 
-def get_spark(config: SparkConfig) -> SparkSession:
+def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSession:
     """Return the active SparkSession, or build one from ``config``.
 
     Parameters
     ----------
     config
         Master, application name and extra Spark settings (from the YAML).
+    console_log
+        A file where a JVM started here writes its console output, for its whole life;
+        None: this process's stdout and stderr. No effect where a
+        session or a JVM exists already (spark-submit, Databricks, a notebook).
 
     Returns
     -------
@@ -65,9 +73,41 @@ def get_spark(config: SparkConfig) -> SparkSession:
         from delta import configure_spark_with_delta_pip
 
         builder = configure_spark_with_delta_pip(builder)
-    spark = builder.getOrCreate()
+    with _console_to(None if under_submit else console_log):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if console_log is not None and not under_submit:
+        _query_context_loggers_to(console_log)
     return spark
+
+
+@contextlib.contextmanager
+def _console_to(path: str | None) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at ``path`` while the JVM is started, then give them back.
+
+    The JVM is a child process: it inherits this process's descriptors when it is spawned and
+    keeps them, so everything it (and the Python workers it starts) prints goes to ``path``.
+    """
+    if path is None:
+        yield
+        return
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (target, *saved):
+            os.close(fd)
+    log.debug("Spark's console output: %s", path)
 
 
 def _ensure_supported_java() -> None:
@@ -85,6 +125,23 @@ def _ensure_supported_java() -> None:
             os.environ["JAVA_HOME"] = home
             return
     log.warning("no JDK 17 or 21 found; Spark may fail to start on this Java")
+
+
+# pyspark's own Python loggers that print a query's JSON stack trace to stderr whenever an
+# exception is raised (pyspark/errors/exceptions/base.py), even one the caller handles.
+_QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+def _query_context_loggers_to(path: str) -> None:
+    """Send pyspark's query-context loggers to ``path`` instead of stderr."""
+    from pyspark.logger import PySparkLogger
+
+    for name in _QUERY_CONTEXT_LOGGERS:
+        logger = PySparkLogger.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(logging.FileHandler(path))
+        logger.propagate = False
 
 
 def _java_major(java: str) -> int | None:

@@ -64,6 +64,9 @@ SPECS = {
         partition_by=("event_date",),
     ),
     "users": TableSpec(_schema(("source", "string"), ("updated_at", "timestamp"), base=USERS_SCHEMA)),
+    # Per user, the time of their first event ever (ingest keeps the minimum): tenure whatever
+    # the feature history window.
+    "first_events": TableSpec(_schema(("user_id", "string"), ("first_event_time", "timestamp"))),
     "quarantine": TableSpec(_schema(
         ("quarantine_id", "string"), ("dataset", "string"), ("source", "string"),
         ("source_file", "string"), ("record", "string"), ("reasons", _TEXT_LIST),
@@ -78,7 +81,7 @@ SPECS = {
 }
 
 
-TABLES_WRITTEN_BY_INGEST = ("quarantine", "events", "users", "ingest_log")
+TABLES_WRITTEN_BY_INGEST = ("quarantine", "events", "first_events", "users", "ingest_log")
 
 
 def ensure_table(spark: SparkSession, config: Config, name: str) -> DeltaTable:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,42 @@ CLI = str(Path(sys.executable).parent / "churn-spark")
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _module(*args: str) -> subprocess.CompletedProcess:
+    """``python -m churn_spark.cli`` on this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "churn_spark.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_default_output_is_the_jobs_own_lines_and_verbose_adds_sparks(tmp_path: Path) -> None:
+    """Without --verbose: no Ivy block, no log4j line, no JSON stack trace before a refusal."""
+    settings = [a for s in [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}"] for a in ("--set", s)]
+    good = tmp_path / "events.jsonl"
+    good.write_text('{"event_id": "e1", "user_id": "u1", "event_time": "2026-02-01T10:00:00Z", "event_type": "view"}\n')
+    bad = tmp_path / "retail.csv"  # a CustomerID the online_retail mapping cannot cast (ANSI mode)
+    bad.write_text("InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+                   "536365,85123A,6,2010-12-01 08:26:00,2.55,abc,United Kingdom\n")
+    refusal = (f"churn-spark: error: {bad}: source online_retail cannot read these rows ([CAST_INVALID_INPUT] "
+               "The value 'abc' of the type")
+
+    result = _module("ingest", "--events", str(good), *settings)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "events: read 1, written 1, duplicates skipped 0, quarantined 0\n"
+    assert result.stderr.splitlines() == [result.stderr.splitlines()[0]]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO churn_spark\.ingest: ingest events: read 1, written 1, "
+                        r"duplicates skipped 0, quarantined 0\n", result.stderr)
+
+    result = _module("ingest", "--events", str(bad), "--source", "online_retail", "--format", "csv", *settings)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(refusal), result.stderr[:2000]
+
+    result = _module("ingest", "--events", str(bad), "--source", "online_retail", "--format", "csv", "--verbose",
+                     *settings)
+    assert result.returncode == 2
+    assert ":: resolving dependencies ::" in result.stderr  # Ivy
+    assert "at org.apache.spark.sql.errors.QueryExecutionErrors" in result.stderr  # the stack trace
+    assert result.stderr.splitlines()[-1].startswith(refusal)
 
 
 def test_bad_config_is_one_line_and_nothing_runs(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ EXPECTED_U1 = {
         "days_since_last_purchase": 714 / 1440, "purchase_seen": 1,
         "days_since_last_review": 16.5, "review_seen": 1,
         "days_since_last_service": 2.5, "service_seen": 1,
-        "days_since_first_event": 54.5,
+        "days_since_first_event": 211.5,  # the event 211.5 days before T, outside the 180-day history
     },
     "frequency": {
         "sessions_7d": 3, "views_7d": 3, "carts_7d": 1, "purchases_7d": 1, "active_days_7d": 2,
@@ -157,3 +157,22 @@ def test_users_without_profile_are_known_by_their_events(rows: dict[str, dict]) 
     assert (u4["gender"], u4["age_band"], u4["signup_known"]) == ("unknown", "unknown", 0)
     assert u4["tenure_days"] == pytest.approx(1.5)
     assert (u4["views_7d"], u4["dwell_total_7d"]) == (1, 12.0)
+
+
+def test_tenure_counts_from_the_first_event_ever_whatever_the_history(spark: SparkSession) -> None:
+    """u5: events 300 and 10 days before T (history 180); u6: only the event 10 days before T in
+    the events given, and a first event 400 days before T kept as state; u7: no event before T."""
+    def event(user: str, days_before: float) -> tuple:
+        when = dt.datetime.combine(T, dt.time()) - dt.timedelta(days=days_before)
+        return (user, when, "view", "s", "p1", "A", "web", None, None, None, None, None)
+
+    events = make_events(spark, [event("u5", 300), event("u5", 10), event("u6", 10), event("u7", -1)])
+    derived = {r.user_id: r for r in compute_features(events, None, [T], SETTINGS).collect()}
+    assert {u: (r.tenure_days, r.days_since_first_event) for u, r in derived.items()} == {
+        "u5": (300.0, 300.0), "u6": (10.0, 10.0)}
+    kept = spark.createDataFrame([("u6", dt.datetime.combine(T, dt.time()) - dt.timedelta(days=400)),
+                                  ("u7", dt.datetime.combine(T, dt.time()) + dt.timedelta(days=1))],
+                                 "user_id string, first_event_time timestamp")
+    stored = {r.user_id: r for r in compute_features(events.where("user_id != 'u5'"), None, [T], SETTINGS, kept)
+              .collect()}
+    assert {u: (r.tenure_days, r.days_since_first_event) for u, r in stored.items()} == {"u6": (400.0, 400.0)}

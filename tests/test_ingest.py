@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -186,3 +187,26 @@ def test_relative_lakehouse_is_resolved_from_the_working_folder(
     ingest(spark, relative, events)
     assert (tmp_path / "lakehouse-rel" / "events" / "_delta_log").is_dir()
     assert sorted(r.event_id for r in read_table(spark, relative, "events").collect()) == ["e1", "e2"]
+
+
+def test_first_events_keep_each_users_first_event_ever(spark: SparkSession, config: Config, tmp_path: Path) -> None:
+    """A MERGE taking the minimum per user: an earlier event moves it, a later one does not, a
+    re-run changes nothing; a lakehouse without the table gets it built from all its events."""
+    def batch(name: str, rows: list[tuple[str, str, str]]) -> str:
+        return _jsonl(tmp_path / name / "events.jsonl", [
+            {"event_id": e, "user_id": u, "event_time": t, "event_type": "view"} for e, u, t in rows])
+
+    def first_events() -> list[Row]:
+        return sorted(read_table(spark, config, "first_events").collect())
+
+    ingest(spark, config, batch("b1", [("e1", "u1", "2025-06-10T00:00:00Z"), ("e2", "u1", "2025-07-01T00:00:00Z")]))
+    second = batch("b2", [("e3", "u1", "2025-05-01T00:00:00Z"), ("e4", "u2", "2026-01-01T00:00:00Z")])
+    ingest(spark, config, second)
+    ingest(spark, config, batch("b3", [("e5", "u1", "2026-02-01T00:00:00Z"), ("e6", "u2", "2026-02-01T00:00:00Z")]))
+    ingest(spark, config, second)
+    expected = [Row("u1", dt.datetime(2025, 5, 1)), Row("u2", dt.datetime(2026, 1, 1))]
+    assert first_events() == expected
+
+    shutil.rmtree(config.table("first_events"))  # as left by a version before the table existed
+    ingest(spark, config, batch("b4", [("e7", "u3", "2026-03-01T00:00:00Z")]))
+    assert first_events() == [*expected, Row("u3", dt.datetime(2026, 3, 1))]

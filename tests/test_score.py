@@ -20,9 +20,11 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from churn_spark import tables
 from churn_spark.cli import main
-from churn_spark.config import Config
+from churn_spark.config import Config, FeaturesConfig
 from churn_spark.errors import InputError
-from churn_spark.explain import attributions
+from churn_spark.explain import ReasonWriter, attributions
+from churn_spark.features import catalogue
+from churn_spark.report import top_reasons_in_words
 from churn_spark.score import Scorer, check_compatible, run_scoring
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.model import build_model
@@ -47,13 +49,15 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def lr_bundle() -> Bundle:
-    network = build_model("lr", len(PREP.numeric), PREP.cardinalities(), torch.device("cpu"))
+def lr_bundle(prep: Preprocessing = PREP, weights: tuple[float, ...] = (1.0, -2.0, -0.5),
+              category: tuple[float, ...] = (0.0, 0.4, -0.4)) -> Bundle:
+    """A logistic regression with hand-set weights (bias -1; ``category``: unknown slot first)."""
+    network = build_model("lr", len(prep.numeric), prep.cardinalities(), torch.device("cpu"))
     with torch.no_grad():
-        network.linear.weight.copy_(torch.tensor([[1.0, -2.0, -0.5]]))
+        network.linear.weight.copy_(torch.tensor([list(weights)]))
         network.linear.bias.fill_(-1.0)
-        network.category_weights[0].weight.copy_(torch.tensor([[0.0], [0.4], [-0.4]]))
-    return Bundle("lr", network.state_dict(), PREP, threshold=0.5)
+        network.category_weights[0].weight.copy_(torch.tensor([[w] for w in category]))
+    return Bundle("lr", network.state_dict(), prep, threshold=0.5)
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:
@@ -111,6 +115,75 @@ def test_a_model_over_features_of_another_shape_is_refused() -> None:
                          "test rows")
 
 
+# --- reasons an operations team can act on -------------------------------------------------------
+
+# logit = -1 + 1.0 z(days) + 0.5 z(gap std) - 1.0 z(tenure) - 0.8 z(first event) - 0.5 z(spend)
+#         + {25-34: -0.3, unknown: 0.9} (mean of known: 0.3)
+REASON_PREP = Preprocessing(
+    numeric={"days_since_last_purchase": (20.0, 10.0), "purchase_gap_std_days": (5.0, 2.0),
+             "tenure_days": (300.0, 100.0), "days_since_first_event": (300.0, 100.0), "spend_30d": (100.0, 50.0)},
+    categorical={"age_band": ["25-34", "unknown"]},
+)
+REASON_COLUMNS = [*REASON_PREP.numeric, *REASON_PREP.categorical]
+
+
+def reason_bundle() -> Bundle:
+    return lr_bundle(REASON_PREP, (1.0, 0.5, -1.0, -0.8, -0.5), (0.0, -0.3, 0.9))
+
+
+def test_unknown_and_none_values_and_repeats_are_never_reasons() -> None:
+    """Contributions: X = days 3.0, gap std 1.0, tenure 2.0, first event 1.6, spend 0, age unknown 0.6;
+    Y = days at its none value (180: no purchase in the history) 16, tenure 2.0, first event 1.6,
+    spend at its none value (0) 1.0, age unknown 0.6."""
+    rows = pd.DataFrame([(50.0, 9.0, 100.0, 100.0, 100.0, "unknown"), (180.0, 0.0, 100.0, 100.0, 0.0, "unknown")],
+                        columns=REASON_COLUMNS)
+    out = Scorer(reason_bundle(), reasons=5).predict(rows)
+    assert out["reason_features"].tolist() == [
+        ["days_since_last_purchase", "tenure_days", "purchase_gap_std_days"], ["tenure_days"]]
+    assert out["top_reasons"].tolist() == [
+        ["last purchase 50 days ago (typical 20)", "customer for 100 days (typical 300)",
+         "standard deviation of the days between purchase days in the last 180 days: 9 (typical 5)"],
+        ["customer for 100 days (typical 300)"]]
+
+
+def test_a_user_with_values_out_of_range_never_stops_the_batch() -> None:
+    """NaN reads as the training mean, -inf spend at -1000 standard deviations (+500 to the logit);
+    neither is a reason. The other rows score as they do alone."""
+    bad = (float("nan"), 1, 0.2, float("-inf"), 100.0, "gold")
+    scorer = Scorer(lr_bundle())
+    out = scorer.predict(frame([A, bad, B]))
+    alone = scorer.predict(frame([A, B]))
+    assert out["churn_probability"].tolist() == [alone["churn_probability"][0], 1.0, alone["churn_probability"][1]]
+    assert out["top_reasons"].tolist() == [alone["top_reasons"][0], ["membership level: gold"], []]
+
+
+def test_every_reason_text_stands_on_its_own_and_formats_any_value() -> None:
+    features = catalogue(FeaturesConfig())
+    prep = Preprocessing(numeric={f.name: (float("inf") if f.name == "spend_30d" else 2.0, 1.0)
+                                  for f in features if f.dtype != "string"},
+                         categorical={f.name: ["x"] for f in features if f.dtype == "string"})
+    writer = ReasonWriter(features, prep, 180)
+    for f in features:
+        for value in (["x", None] if f.dtype == "string" else
+                      [0, 1, -1, 0.5, 3.0, 1e308, -1e308, float("inf"), float("-inf"), float("nan"), None]):
+            assert isinstance(writer.text(f.name, value), str), (f.name, value)
+        text, label = writer.text(f.name, "x" if f.dtype == "string" else 3.0), writer.label(f.name)
+        if f.reason:
+            for vague in ("those", "their", " T", "1 if", "_"):
+                assert vague not in text and vague not in label, (f.name, text, label)
+    assert writer.text("spend_30d", 3.0) == "money spent in the last 30 days: 3 (typical unknown)"
+    assert writer.text("spend_90d", float("inf")) == "money spent in the last 90 days: unknown (typical 2)"
+
+
+def test_the_managers_report_counts_reasons_in_words(spark: SparkSession) -> None:
+    alerts = spark.createDataFrame([(["days_since_last_purchase", "spend_30d"],), (["days_since_last_purchase"],),
+                                    (["dwell_mean_30d"],)], "reason_features array<string>")
+    got = top_reasons_in_words(alerts, FeaturesConfig())
+    assert got[["reason", "alerts"]].values.tolist() == [
+        ["time since the last purchase", 2], ["mean seconds per timed page view in the last 30 days", 1],
+        ["money spent in the last 30 days", 1]]
+
+
 # --- the Spark job -------------------------------------------------------------------------------
 
 
@@ -148,6 +221,18 @@ def test_job_scores_every_user_like_the_plain_function(spark: SparkSession, regi
     assert got["risk_tier"].tolist() == ["high", "low", "medium", "lapsed"]
     assert set(got["model_version"]) == {"1"} and result.users == 4
     assert got["spend_90d"].tolist() == [100.0, 200.0, 40.0, 0.0]
+
+
+def test_one_user_out_of_range_never_stops_the_scoring_run(spark: SparkSession, registered: Config) -> None:
+    bad = (float("nan"), 1, 0.2, float("-inf"), 100.0, "gold")
+    store_features(spark, registered, T1, {"a": A, "bad": bad, "c": C})
+    assert run_scoring(spark, registered, T1).users == 3
+    got = scores_at(spark, registered, T1)
+    expected = Scorer(lr_bundle()).predict(frame([A, bad, C]))
+    assert got["user_id"].tolist() == ["a", "bad", "c"]
+    np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
+    assert [list(r) for r in got["top_reasons"]] == expected["top_reasons"].tolist()
+    assert (got["churn_probability"][1], list(got["top_reasons"][1])) == (1.0, ["membership level: gold"])
 
 
 def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, registered: Config) -> None:

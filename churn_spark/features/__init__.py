@@ -21,6 +21,7 @@ from churn_spark.features import (
     breadth, browsing, frequency, funnel, loyalty, monetary, profile, recency, reviews, service, trends,
 )
 from churn_spark.features.catalogue import Context, Feature
+from churn_spark.features.recency import FIRST_EVENT_TIME, first_event_times
 from churn_spark.features.service import FOLLOW_UP_DAYS
 from churn_spark.labels import snapshot_rows, snapshot_start
 from churn_spark.sentiment import sentiment_column
@@ -28,6 +29,7 @@ from churn_spark.sentiment import sentiment_column
 FAMILIES = (recency, frequency, monetary, browsing, funnel, breadth, loyalty, trends, reviews, service, profile)
 KEYS = ("user_id", "snapshot_date")
 _PROFILE_COLUMNS = ("signup_time", "gender", "age", "region", "membership_level")
+_SEEN = "_event_before_t"  # the user has an event in the history window before T
 
 
 def catalogue(settings: FeaturesConfig) -> list[Feature]:
@@ -46,7 +48,8 @@ def family_of(feature: Feature, settings: FeaturesConfig) -> str:
 
 
 def compute_features(
-    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], settings: FeaturesConfig
+    events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], settings: FeaturesConfig,
+    first_events: DataFrame | None = None,
 ) -> DataFrame:
     """One row per (user known at T, T) with every feature of the catalogue.
 
@@ -60,8 +63,12 @@ def compute_features(
         The dates T.
     settings
         Windows and history length.
+    first_events
+        Per user the time of their first event ever (``user_id``, ``first_event_time``: the
+        ``first_events`` table), for tenure and days since the first event; None: taken from
+        ``events``, which then hold the whole history.
     """
-    return assemble(events, users, snapshot_dates, settings)
+    return assemble(events, users, snapshot_dates, settings, first_events=first_events)
 
 
 def assemble(
@@ -71,16 +78,20 @@ def assemble(
     settings: FeaturesConfig,
     after_days: int = 0,
     extra: Sequence[Column] = (),
+    first_events: DataFrame | None = None,
 ) -> DataFrame:
     """``compute_features``, with ``extra`` aggregates (over events up to T + after_days) kept."""
     features = catalogue(settings)
     paired = snapshot_rows(prepare_events(events), snapshot_dates, settings.history_days, after_days)
     aggregated = paired.groupBy(*KEYS).agg(
-        *[f.value().alias(f.name) for f in features if f.stage == "events"], *extra)
-    extra_names = [c for c in aggregated.columns if c not in KEYS and c not in {f.name for f in features}]
-    known = _known_users(users, snapshot_dates, aggregated)
+        *[f.value().alias(f.name) for f in features if f.stage == "events"], *extra,
+        F.max(F.col("before_t").cast("int")).alias(_SEEN))
+    extra_names = [c for c in aggregated.columns if c not in (*KEYS, _SEEN) and c not in {f.name for f in features}]
+    firsts = first_events if first_events is not None else first_event_times(events)
+    known = _known_users(users, snapshot_dates, aggregated).join(
+        firsts.select("user_id", FIRST_EVENT_TIME), "user_id", "left")
     event_stage = [f.finished(F.col(f.name)) for f in features if f.stage == "events"]
-    with_events = known.select(*KEYS, *_PROFILE_COLUMNS, *event_stage, *extra_names)
+    with_events = known.select(*KEYS, *_PROFILE_COLUMNS, FIRST_EVENT_TIME, *event_stage, *extra_names)
     return with_events.select(
         *KEYS, *[F.col(f.name) if f.stage == "events" else f.finished(f.value()) for f in features], *extra_names)
 
@@ -112,7 +123,7 @@ def _known_users(users: DataFrame | None, snapshot_dates: Sequence[dt.date], agg
         profiles = users.select("user_id", *_PROFILE_COLUMNS).crossJoin(dates)
     joined = profiles.join(aggregated, list(KEYS), "full")
     signed_up = F.col("signup_time") < snapshot_start(F.col("snapshot_date"))
-    seen = F.col("days_since_first_event").isNotNull()
+    seen = F.coalesce(F.col(_SEEN) == 1, F.lit(False))
     return joined.where(signed_up | seen)
 
 

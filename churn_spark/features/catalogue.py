@@ -24,7 +24,20 @@ class Feature:
     meaning: str
     none: float | int | str  # the value for a user with no events to compute it from
     value: Callable[[], Column]  # aggregate over snapshot rows (stage "events") or row expression
-    stage: str = "events"  # "events": aggregated per (user, T); "profile": after the users join
+    stage: str = "events"  # "events": aggregated per (user, T); "profile": a row expression after the users join
+    group: str | None = None  # features that say the same thing share a group (see ``reason_group``)
+    reason: bool = True  # False: never given as a reason (a flag saying which data is present)
+
+    @property
+    def reason_group(self) -> str:
+        """Features of one group say the same thing, and a user's reasons name at most one of them.
+
+        ``group`` where declared (a recency and its seen flag; tenure and days since the first
+        event); otherwise a feature's window variants form its group (``spend_30d``, ``spend_90d``).
+        """
+        if self.group:
+            return self.group
+        return self.name.removesuffix(f"_{self.window}d") if self.window else self.name
 
     def finished(self, value: Column) -> Column:
         """``value`` as the feature's output column: "none" where it is null, typed, named."""

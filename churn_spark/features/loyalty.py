@@ -37,8 +37,8 @@ def features(ctx: Context) -> list[Feature]:
                     ctx.count_of("purchase", h))),
         Feature("purchase_gap_mean_days", "double", h, f"mean days between purchase days in the {h} days "
                 "before T (0: fewer than two)", 0.0, lambda: _mean(_gaps(ctx))),
-        Feature("purchase_gap_std_days", "double", h, "standard deviation of those gaps (0: fewer than two)",
-                0.0, lambda: _std(_gaps(ctx))),
+        Feature("purchase_gap_std_days", "double", h, "standard deviation of the days between purchase days "
+                f"in the {h} days before T (0: fewer than two)", 0.0, lambda: _std(_gaps(ctx))),
         Feature("overdue_ratio", "double", h, "days since the last purchase over the mean gap (0: no gap)",
                 0.0, lambda: safe_div(last_purchase(), _mean(_gaps(ctx)))),
     ]

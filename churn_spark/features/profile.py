@@ -6,6 +6,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature, safe_div
+from churn_spark.features.recency import FIRST_EVENT_TIME
+from churn_spark.labels import days_before_t
 
 CHANNELS = ("app", "web", "mini_program")
 CHANNEL_WINDOW = 90
@@ -25,22 +27,26 @@ def features(ctx: Context) -> list[Feature]:
     in_window = lambda: ctx.within(w)  # noqa: E731
     total = lambda: F.sum(F.when(in_window(), 1).otherwise(0))  # noqa: E731
     out = [
-        Feature(f"channel_share_{c}_{w}d", "double", w, f"share of events through {c} in the {w} days before T",
+        Feature(f"channel_share_{c}_{w}d", "double", w,
+                f"share of events through {c.replace('_', ' ')} in the {w} days before T",
                 0.0, lambda c=c: safe_div(F.sum(F.when(in_window() & (F.col("channel") == c), 1).otherwise(0)),
                                           total()))
         for c in CHANNELS
     ]
     out.append(Feature(
-        f"channel_share_other_{w}d", "double", w, "share of events through other or unknown channels", 0.0,
+        f"channel_share_other_{w}d", "double", w,
+        f"share of events through other or unknown channels in the {w} days before T", 0.0,
         lambda: safe_div(F.sum(F.when(in_window() & ~F.coalesce(F.col("channel").isin(*CHANNELS), F.lit(False)),
                                       1).otherwise(0)), total())))
     profile = [
-        Feature("tenure_days", "double", None, "days since signup (unknown signup: since the first event seen)",
-                0.0, lambda: F.coalesce((F.unix_timestamp(F.col("snapshot_date").cast("timestamp"))
-                                         - F.unix_timestamp("signup_time")) / 86_400,
-                                        F.col("days_since_first_event")), stage="profile"),
+        Feature("tenure_days", "double", None,
+                "days since signup (unknown signup: since the user's first event ever)", 0.0,
+                lambda: F.coalesce((F.unix_timestamp(F.col("snapshot_date").cast("timestamp"))
+                                    - F.unix_timestamp("signup_time")) / 86_400,
+                                   days_before_t(F.col(FIRST_EVENT_TIME), F.col("snapshot_date"))),
+                stage="profile", group="tenure"),
         Feature("signup_known", "int", None, "1 if the signup time is known", 0,
-                lambda: F.when(F.col("signup_time").isNotNull(), 1), stage="profile"),
+                lambda: F.when(F.col("signup_time").isNotNull(), 1), stage="profile", reason=False),
         Feature("age_band", "string", None, "age band: <25, 25-34, 35-44, 45-54, 55+", "unknown",
                 _age_band, stage="profile"),
     ]

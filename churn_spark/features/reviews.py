@@ -15,11 +15,12 @@ def features(ctx: Context) -> list[Feature]:
     return [
         Feature(f"reviews_{w}d", "int", w, f"reviews written in the {w} days before T", 0,
                 lambda: ctx.count_of("review", w)),
-        Feature(f"rating_mean_{w}d", "double", w, "mean star rating of those reviews (0: none)", 0.0,
-                lambda: F.avg(F.when(reviewed(), F.col("rating")))),
-        Feature(f"low_rating_share_{w}d", "double", w, "share of those reviews rated 2 stars or less (0: none)",
-                0.0, lambda: safe_div(F.sum(F.when(reviewed() & (F.col("rating") <= 2), 1).otherwise(0)),
-                                      ctx.count_of("review", w))),
-        Feature(f"sentiment_mean_{w}d", "double", w, "mean sentiment of their texts, -1 to 1 (0: none)", 0.0,
-                lambda: F.avg(F.when(reviewed(), F.col("sentiment")))),
+        Feature(f"rating_mean_{w}d", "double", w, f"mean star rating of the reviews in the {w} days before T "
+                "(0: none)", 0.0, lambda: F.avg(F.when(reviewed(), F.col("rating")))),
+        Feature(f"low_rating_share_{w}d", "double", w, f"share of the reviews in the {w} days before T rated "
+                "2 stars or less (0: none)", 0.0,
+                lambda: safe_div(F.sum(F.when(reviewed() & (F.col("rating") <= 2), 1).otherwise(0)),
+                                 ctx.count_of("review", w))),
+        Feature(f"sentiment_mean_{w}d", "double", w, f"mean sentiment of the review texts in the {w} days "
+                "before T, -1 to 1 (0: none)", 0.0, lambda: F.avg(F.when(reviewed(), F.col("sentiment")))),
     ]

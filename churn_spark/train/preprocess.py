@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 UNKNOWN = 0  # index of a category not seen in training
+Z_LIMIT = 1e3  # standardised inputs are clipped to +-Z_LIMIT (see ``to_arrays``)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,15 @@ class Preprocessing:
 
 
 def to_arrays(frame: pd.DataFrame, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation)."""
+    """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation).
+
+    Standardised values are finite, so that one absurd row cannot turn a batch's logits into
+    NaN: a missing value (NaN) reads as the training mean (0), and values are clipped to
+    +-``Z_LIMIT`` standard deviations (infinities included), far beyond any real one.
+    """
     numeric = np.column_stack([
-        ((frame[c].astype("float64") - mean) / (std if std > 0 else 1.0)).to_numpy(np.float32)
+        np.clip(np.nan_to_num(((frame[c].astype("float64") - mean) / (std if std > 0 else 1.0)).to_numpy(),
+                              nan=0.0), -Z_LIMIT, Z_LIMIT).astype(np.float32)
         for c, (mean, std) in prep.numeric.items()]) if prep.numeric else np.zeros((len(frame), 0), np.float32)
     categories = np.column_stack([
         frame[c].map({v: i + 1 for i, v in enumerate(values)}).fillna(UNKNOWN).to_numpy(np.int64)
