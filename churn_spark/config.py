@@ -63,9 +63,18 @@ class StorageConfig(_Section):
 
 
 class IngestConfig(_Section):
-    """Contract settings that are policy rather than schema."""
+    """Contract settings that are policy rather than schema.
+
+    The bounds reject values that are finite but absurd (a price of 1e308 would make every
+    feature built on it infinite); the defaults leave room for real retail data (the UCI
+    Online Retail set peaks at a price of 38,970 and a quantity of 80,995).
+    """
 
     max_future: dt.timedelta = dt.timedelta(days=1)
+    max_price: float = Field(1_000_000.0, gt=0, allow_inf_nan=False)
+    max_quantity: int = Field(1_000_000, ge=1, le=2**31 - 1)
+    max_dwell_seconds: float = Field(86_400.0, gt=0, allow_inf_nan=False)  # a day on one page
+    max_text_chars: int = Field(20_000, ge=1)  # any text value; a longer one is quarantined
 
 
 class GenerateConfig(_Section):

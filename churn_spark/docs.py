@@ -10,7 +10,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from churn_spark.contract import EVENT_FIELDS, EVENT_REASONS, USER_FIELDS, USER_REASONS, ContractField
+from churn_spark.config import IngestConfig
+from churn_spark.contract import (
+    ACCEPTED_TYPES, EVENT_FIELDS, EVENT_REASONS, USER_FIELDS, USER_REASONS, ContractField,
+)
 
 MAPPING_EXAMPLES = (
     ("One row per order line (UCI Online Retail, Parquet)", "conf/sources/online_retail.yaml",
@@ -44,6 +47,20 @@ def contract_markdown() -> str:
         "Reason codes in `quarantine.reasons`: events "
         + ", ".join(f"`{c}`" for c in EVENT_REASONS)
         + "; users " + ", ".join(f"`{c}`" for c in USER_REASONS) + ".",
+        "",
+        "A value in JSON lines or Parquet must arrive as a type its column accepts, else the row is",
+        "`bad_type` (CSV values are all text; a source mapping's expressions see every value as text):",
+        "",
+        "| contract type | accepted as |",
+        "|---|---|",
+        *[f"| {dtype} | {', '.join(kinds)} |" for dtype, kinds in ACCEPTED_TYPES.items()],
+        "",
+        "A boolean, an object or an array is never accepted (`{\"id\": \"u5\"}` is not a user id);",
+        "`timestamp` means a Parquet timestamp or date.",
+        f"A text value longer than `ingest.max_text_chars` ({IngestConfig().max_text_chars:,} by default) "
+        "is `text_too_long`.",
+        "A record holding a byte that is not UTF-8 (or a NUL) is `bad_encoding`; the other rows of its",
+        "file are kept.",
     ])
 
 

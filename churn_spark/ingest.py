@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.contract import (
-    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, validate_events, validate_users,
+    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, VALUE_TYPES, validate_events, validate_users,
 )
 from churn_spark.errors import InputError
 from churn_spark.features.recency import first_event_times
@@ -107,11 +107,11 @@ def ingest(
     events_text = _to_contract(events_landed, mapping, events_report)
     users_text, users_report = _profiles(spark, mapping, events_landed, events_report, users_path, profiles_fmt)
 
-    validated = {"events": validate_events(events_text, batch.time, config.ingest.max_future,
+    validated = {"events": validate_events(events_text, batch.time, config.ingest,
                                            mapping.timestamp_format)}
     reports = {"events": events_report}
     if users_text is not None and users_report is not None:
-        validated["users"] = validate_users(users_text, mapping.timestamp_format)
+        validated["users"] = validate_users(users_text, config.ingest, mapping.timestamp_format)
         reports["users"] = users_report
     for frame in validated.values():
         frame.persist(StorageLevel.MEMORY_AND_DISK)
@@ -220,13 +220,14 @@ def _to_contract(landed: DataFrame, mapping: SourceMapping, report: DatasetRepor
         return map_users(landed, mapping.users, mapping.name)
     fields = EVENT_FIELDS if report.dataset == "events" else USER_FIELDS
     names = [f.name for f in fields]
-    present = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE)]
+    carried = [c for c in (RECORD, SOURCE_FILE, VALUE_TYPES) if c in landed.columns]
+    present = [c for c in landed.columns if c not in carried]
     missing = [f.name for f in fields if f.required == "yes" and f.name not in present]
     if missing:
         raise InputError(f"{report.path}: {report.dataset} files lack required column(s) {', '.join(missing)}")
     report.extra_columns = [c for c in present if c not in names]
     text = [F.col(n).cast("string") if n in present else F.lit(None).cast("string").alias(n) for n in names]
-    return landed.select(*text, RECORD, SOURCE_FILE)
+    return landed.select(*text, *carried)
 
 
 def _write_events(

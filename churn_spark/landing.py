@@ -1,9 +1,13 @@
 """Reading landing files (JSON lines, CSV, Parquet), and refusing malformed files.
 
 ``read_landing`` returns the columns of the files, plus the original record
-(``_record``) and the file it came from (``_source_file``), so that a row breaking the
-contract can be quarantined exactly as it arrived. ``inspect_files`` is the one pass over
-the landing data made before anything is written: it finds the columns, and raises
+(``_record``), the file it came from (``_source_file``) and, for JSON lines and Parquet,
+the type each value arrived as (``_value_types``), so that a row breaking the contract can
+be quarantined exactly as it arrived. Text is read as UTF-8, an undecodable byte as U+FFFD
+(the contract quarantines that row as ``bad_encoding``). CSV is read as RFC 4180: a quoted
+field may hold the delimiter, doubled quotes and line breaks (CRLF inside quotes is read as
+``\\n``); a file is then read whole by one task. ``inspect_files`` is the one pass over the
+landing data made before anything is written: it finds the columns, and raises
 :class:`InputError` naming the first file that is not of the declared format at all.
 """
 
@@ -13,15 +17,20 @@ import os
 import re
 
 from pyspark.errors import AnalysisException, PySparkException
-from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType, BinaryType, BooleanType, DataType, DateType, MapType, NumericType, StructType, TimestampNTZType,
+    TimestampType,
+)
 from py4j.protocol import Py4JJavaError
 
-from churn_spark.contract import RECORD, SOURCE_FILE
+from churn_spark.contract import RECORD, SOURCE_FILE, VALUE_TYPES, undecodable
 from churn_spark.errors import InputError
 
 FORMATS = ("parquet", "jsonl", "csv")
 _PARSED = "_parsed"
+_VARIANTS = "_variants"
 _SUFFIXES = ((".parquet", "parquet"), (".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl"),
              (".csv", "csv"))
 _FILE_URI = re.compile(r"((?:file|hdfs|s3a?|abfss?|gs|dbfs):/[^\s,;\]\)]+)")
@@ -49,7 +58,7 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
     """The landing files under ``path``, plus each row's original record and source file.
 
     JSON lines come back parsed into a map (see ``jsonl_columns``); CSV columns are text;
-    Parquet columns keep their types.
+    Parquet columns keep their types. JSON lines and Parquet also give ``VALUE_TYPES``.
 
     Parameters
     ----------
@@ -75,56 +84,89 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
         if fmt == "jsonl":
             return _read_jsonl(reader, path)
         if fmt == "csv":
-            defaults = reader.options(header="true", inferSchema="false", escape='"')
+            # RFC 4180: a quoted field may hold newlines, CRLF and doubled quotes.
+            defaults = reader.options(header="true", inferSchema="false", escape='"', multiLine="true")
             frame = defaults.options(**(options or {})).csv(path)
         else:
             frame = reader.parquet(path)
     except (AnalysisException, Py4JJavaError, PySparkException) as err:
         raise _file_error(err, path, fmt) from None
     originals = frame.columns
+    types = [_parquet_types(frame)] if fmt == "parquet" else []
     return frame.select(
         *[F.col(f"`{c}`") for c in originals],
         F.to_json(F.struct(*[F.col(f"`{c}`") for c in originals])).alias(RECORD),
         F.col("_metadata.file_path").alias(SOURCE_FILE),
+        *types,
     )
 
 
 def _read_jsonl(reader: DataFrameReader, path: str) -> DataFrame:
-    lines = reader.text(path).where(F.trim("value") != "")
-    return lines.select(
-        F.col("value").alias(RECORD),
-        F.col("_metadata.file_path").alias(SOURCE_FILE),
-        F.from_json("value", "map<string,string>").alias(_PARSED),
+    """Each line's text, its values as text, and the JSON type of each value.
+
+    A line parses into a map of variants (the JSON types kept). A line over the variant
+    size limit (16 MiB) parses as text only: its values' types are not known.
+    """
+    lines = reader.text(path).select(
+        F.make_valid_utf8("value").alias(RECORD), F.col("_metadata.file_path").alias(SOURCE_FILE))
+    parsed = lines.where(F.trim(RECORD) != "").withColumn(_VARIANTS, F.from_json(RECORD, "map<string,variant>"))
+    variants = F.col(_VARIANTS)
+    return parsed.select(
+        RECORD,
+        SOURCE_FILE,
+        F.when(variants.isNotNull(), F.transform_values(variants, lambda _, v: v.cast("string")))
+        .otherwise(F.from_json(RECORD, "map<string,string>")).alias(_PARSED),
+        F.transform_values(variants, lambda _, v: _json_type(v)).alias(VALUE_TYPES),
     )
+
+
+def _json_type(value: Column) -> Column:
+    """The JSON type of a variant parsed from JSON: string, number, boolean, object, array, null."""
+    schema = F.schema_of_variant(value)
+    return (F.when(schema == "STRING", "string").when(schema == "BOOLEAN", "boolean")
+            .when(schema.startswith("OBJECT"), "object").when(schema.startswith("ARRAY"), "array")
+            .when(schema == "VOID", "null").otherwise("number"))
+
+
+def _parquet_types(frame: DataFrame) -> Column:
+    """The type of each Parquet column, named as ``_json_type`` names JSON types."""
+    def name(dtype: DataType) -> str:
+        kinds = ((StructType, "object"), (MapType, "object"), (ArrayType, "array"), (BooleanType, "boolean"),
+                 (NumericType, "number"), (BinaryType, "binary"),
+                 ((TimestampType, TimestampNTZType, DateType), "timestamp"))
+        return next((kind for types, kind in kinds if isinstance(dtype, types)), "string")
+
+    pairs = [F.lit(x) for f in frame.schema.fields for x in (f.name, name(f.dataType))]
+    return F.create_map(*pairs).alias(VALUE_TYPES)
 
 
 def jsonl_columns(landed: DataFrame, names: list[str]) -> DataFrame:
     """Turn parsed JSON lines into one text column per name (null where a line lacks it)."""
     return landed.select(
-        *[F.col(_PARSED)[name].alias(name) for name in names], RECORD, SOURCE_FILE
+        *[F.col(_PARSED)[name].alias(name) for name in names], RECORD, SOURCE_FILE, VALUE_TYPES
     )
 
 
 def inspect_files(landed: DataFrame, path: str, fmt: str) -> tuple[str, ...]:
     """Refuse the batch if a file is not ``fmt`` at all; return the columns the files have.
 
-    A text file is malformed when it is not valid UTF-8 (binary), or, for JSON lines,
-    when not one of its lines is a JSON object. A row that parses but breaks the contract
-    is not a malformed file: it goes to quarantine.
+    A text file is malformed when not one of its rows is UTF-8 text (binary) or, for JSON
+    lines, when not one of its lines is UTF-8 text holding a JSON object. A row that does
+    not decode or parse, in a file where others do, is not a malformed file: it goes to
+    quarantine (``bad_encoding``, or ``missing_required``), as a row breaking the contract.
 
     Raises
     ------
     InputError
         One line naming the malformed file.
     """
-    binary = ~F.expr(f"is_valid_utf8({RECORD})") | F.col(RECORD).contains("\u0000") | \
-        F.col(RECORD).contains("\ufffd")
-    aggregates = [F.sum(binary.cast("int")).alias("binary")]
+    good = ~undecodable(F.col(RECORD))
     if fmt == "jsonl":
-        aggregates += [
-            F.count(_PARSED).alias("parsed"),
-            F.array_distinct(F.flatten(F.collect_set(F.map_keys(_PARSED)))).alias("keys"),
-        ]
+        good = good & F.col(_PARSED).isNotNull()
+    aggregates = [F.sum(good.cast("int")).alias("good")]
+    if fmt == "jsonl":
+        keys = F.collect_set(F.when(good, F.map_keys(_PARSED)))
+        aggregates.append(F.array_distinct(F.flatten(keys)).alias("keys"))
     try:
         per_file = landed.groupBy(SOURCE_FILE).agg(*aggregates).collect()
     except (Py4JJavaError, PySparkException) as err:
@@ -132,12 +174,12 @@ def inspect_files(landed: DataFrame, path: str, fmt: str) -> tuple[str, ...]:
     if not per_file:
         raise InputError(f"{path}: no {fmt} rows found")
     for stats in sorted(per_file, key=lambda r: r[SOURCE_FILE]):
-        if stats["binary"] or (fmt == "jsonl" and stats["parsed"] == 0):
+        if stats["good"] == 0:
             raise InputError(f"{stats[SOURCE_FILE]}: not a {fmt} file (binary or unparseable content)")
     if fmt == "jsonl":
         columns = sorted({key for stats in per_file for key in stats["keys"]})
     else:
-        columns = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE)]
+        columns = [c for c in landed.columns if c not in (RECORD, SOURCE_FILE, VALUE_TYPES)]
     return tuple(columns)
 
 

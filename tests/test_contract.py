@@ -7,15 +7,23 @@ import datetime as dt
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from churn_spark.contract import EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, validate_events, validate_users
+from churn_spark.config import IngestConfig
+from churn_spark.contract import (
+    EVENT_FIELDS, RECORD, SOURCE_FILE, USER_FIELDS, VALUE_TYPES, validate_events, validate_users,
+)
 
 INGESTED = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 
 
-def _landing(spark: SparkSession, fields, rows: list[dict]) -> DataFrame:
+def _landing(spark: SparkSession, fields, rows: list[dict], types: list[dict] | None = None) -> DataFrame:
+    """Landing rows as text; ``types``: per row, the type each value arrived as (JSON lines)."""
     names = [f.name for f in fields]
     data = [tuple(row.get(n) for n in names) + (str(row), "f.jsonl") for row in rows]
-    return spark.createDataFrame(data, ", ".join(f"{n} string" for n in [*names, RECORD, SOURCE_FILE]))
+    schema = ", ".join(f"{n} string" for n in [*names, RECORD, SOURCE_FILE])
+    if types is None:
+        return spark.createDataFrame(data, schema)
+    return spark.createDataFrame([(*row, kinds) for row, kinds in zip(data, types)],
+                                 f"{schema}, {VALUE_TYPES} map<string,string>")
 
 
 def _event(event_id: str, event_type: str | None = "view", **fields: str) -> dict:
@@ -104,3 +112,92 @@ def test_user_rules(spark: SparkSession) -> None:
         Row("u6", None, None, None, None, None, ["bad_timestamp"]),
         Row(None, None, None, 0, None, None, ["missing_required"]),
     ])
+
+
+def test_bounds_come_from_the_policy(spark: SparkSession) -> None:
+    rows = [
+        _event("max-price", "purchase", price="1000000"),
+        _event("huge-price", "purchase", price="1e308"),
+        _event("over-price", "purchase", price="1000000.01"),
+        _event("max-qty", "purchase", price="1", quantity="1000000"),
+        _event("over-qty", "purchase", price="1", quantity="1000001"),
+        _event("max-dwell", dwell_seconds="86400"),
+        _event("over-dwell", dwell_seconds="86400.5"),
+    ]
+    out = validate_events(_landing(spark, EVENT_FIELDS, rows), INGESTED).select(
+        "event_id", "price", "quantity", "dwell_seconds", "reasons")
+    assertDataFrameEqual(out, [
+        Row("max-price", 1e6, 1, None, []),
+        Row("huge-price", None, 1, None, ["bad_price"]),
+        Row("over-price", None, 1, None, ["bad_price"]),
+        Row("max-qty", 1.0, 1_000_000, None, []),
+        Row("over-qty", 1.0, None, None, ["bad_quantity"]),
+        Row("max-dwell", None, None, 86400.0, []),
+        Row("over-dwell", None, None, None, ["bad_dwell"]),
+    ])
+    strict = IngestConfig(max_price=100, max_quantity=5, max_dwell_seconds=60)
+    out = validate_events(_landing(spark, EVENT_FIELDS, rows[:1] + rows[3:4] + rows[5:6]), INGESTED, strict)
+    assertDataFrameEqual(out.select("event_id", "reasons"), [
+        Row("max-price", ["bad_price"]), Row("max-qty", ["bad_quantity"]), Row("max-dwell", ["bad_dwell"])])
+
+
+def test_values_of_a_type_the_column_does_not_accept(spark: SparkSession) -> None:
+    rows = [
+        (_event("ok-numbers", "purchase", user_id="7", price="9.99", quantity="2"),
+         {"event_id": "string", "user_id": "number", "price": "number", "quantity": "number"}),
+        (_event("ok-text-numbers", "purchase", price="9.99"), {"price": "string"}),
+        (_event("object-user", user_id='{"id":"u5"}'), {"user_id": "object"}),
+        (_event("boolean-user", user_id="true"), {"user_id": "boolean"}),
+        (_event("array-category", category='["books","home"]'), {"category": "array"}),
+        (_event("object-category", category='{"name":"books"}'), {"category": "object"}),
+        (_event("number-time", event_time="1769940000"), {"event_time": "number"}),
+        (_event("boolean-rating", "review", rating="true"), {"rating": "boolean"}),
+        (_event("parquet-time"), {"event_time": "timestamp"}),
+        (_event("null-value", category=None), {"category": "null"}),
+        (_event("untyped", category="books"), {}),
+    ]
+    landing = _landing(spark, EVENT_FIELDS, [r for r, _ in rows], [t for _, t in rows])
+    out = validate_events(landing, INGESTED)
+    assert VALUE_TYPES not in out.columns
+    assertDataFrameEqual(out.select("event_id", "user_id", "category", "reasons"), [
+        Row("ok-numbers", "7", None, []),
+        Row("ok-text-numbers", "u1", None, []),
+        Row("object-user", '{"id":"u5"}', None, ["bad_type"]),
+        Row("boolean-user", "true", None, ["bad_type"]),
+        Row("array-category", "u1", '["books","home"]', ["bad_type"]),
+        Row("object-category", "u1", '{"name":"books"}', ["bad_type"]),
+        Row("number-time", "u1", None, ["bad_timestamp", "bad_type"]),
+        Row("boolean-rating", "u1", None, ["bad_rating", "bad_type"]),
+        Row("parquet-time", "u1", None, []),
+        Row("null-value", "u1", None, []),
+        Row("untyped", "u1", "books", []),
+    ])
+    users = _landing(spark, USER_FIELDS, [{"user_id": "u1", "region": "UK"}, {"user_id": "u2", "region": "[1]"}],
+                     [{"user_id": "string", "region": "string"}, {"user_id": "string", "region": "array"}])
+    assertDataFrameEqual(validate_users(users).select("user_id", "reasons"),
+                         [Row("u1", []), Row("u2", ["bad_type"])])
+
+
+def test_text_over_the_limit_and_undecodable_records(spark: SparkSession) -> None:
+    policy = IngestConfig(max_text_chars=10)
+    rows = [
+        _event("ten-chars", "review", rating="4", review_text="0123456789"),
+        _event("eleven", "review", rating="4", review_text="0123456789X"),
+        _event("long-session-id", session_id="s" * 11),
+        _event("bad-byte", product_id="p\ufffd1"),
+    ]
+    out = validate_events(_landing(spark, EVENT_FIELDS, rows), INGESTED, policy)
+    assertDataFrameEqual(out.select("event_id", "reasons"), [
+        Row("ten-chars", []),
+        Row("eleven", ["text_too_long"]),
+        Row("long-session-id", ["text_too_long"]),
+        Row("bad-byte", ["bad_encoding"]),
+    ])
+    default = validate_events(_landing(spark, EVENT_FIELDS, [
+        _event("at-limit", "review", rating="4", review_text="x" * 20_000),
+        _event("past-limit", "review", rating="4", review_text="x" * 20_001)]), INGESTED)
+    assertDataFrameEqual(default.select("event_id", "reasons"),
+                         [Row("at-limit", []), Row("past-limit", ["text_too_long"])])
+    users = _landing(spark, USER_FIELDS, [{"user_id": "u1", "region": "r" * 11}, {"user_id": "u\ufffd"}])
+    assertDataFrameEqual(validate_users(users, policy).select("reasons"),
+                         [Row(["text_too_long"]), Row(["bad_encoding"])])

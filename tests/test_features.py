@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from churn_spark.config import FeaturesConfig
+from churn_spark.config import FeaturesConfig, IngestConfig
 from churn_spark.features import catalogue, check_schema, compute_features, family_of
 from churn_spark.sentiment import score_text
 
@@ -176,3 +177,45 @@ def test_tenure_counts_from_the_first_event_ever_whatever_the_history(spark: Spa
     stored = {r.user_id: r for r in compute_features(events.where("user_id != 'u5'"), None, [T], SETTINGS, kept)
               .collect()}
     assert {u: (r.tenure_days, r.days_since_first_event) for u, r in stored.items()} == {"u6": (400.0, 400.0)}
+
+
+BOUNDS = IngestConfig()
+MANY = 2_200  # purchases of the largest quantity: more items than a 32-bit int holds
+
+
+@pytest.fixture(scope="module")
+def extreme(spark: SparkSession) -> dict[str, dict]:
+    """"big": many events at the contract's bounds; "legacy": 1e308 prices stored before the bounds."""
+    before = lambda minutes: at("2026-03-01 00:00:00") - dt.timedelta(minutes=minutes)  # noqa: E731
+    top = (BOUNDS.max_price, BOUNDS.max_quantity)
+    big = [("big", before(k + 1), kind, f"s{k % 40}", f"p{k}", f"c{k % 30}", "app", *top, None, None, None)
+           for k in range(MANY) for kind in ("purchase", "refund")]
+    big += [("big", before(k + 1), "view", f"s{k % 40}", f"p{k}", "A", "web", None, None,
+             BOUNDS.max_dwell_seconds, None, None) for k in range(MANY)]
+    big.append(("big", before(1), "review", "s0", "p0", "A", "app", None, None, None, 5,
+                "Great! " * (BOUNDS.max_text_chars // 7)))
+    legacy = [("legacy", before(60 * k + 1), kind, "s1", "p1", "A", "app", 1e308, 10, None, None, None)
+              for k, kind in enumerate(["purchase", "purchase", "refund"])]
+    legacy += [("legacy", before(m), "view", "s1", "p1", "A", "app", None, None, 1e308, None, None) for m in (5, 6)]
+    frame = compute_features(make_events(spark, big + legacy), None, [T], SETTINGS)
+    return {r.user_id: r.asDict() for r in frame.collect()}
+
+
+def test_features_at_the_contract_bounds_are_finite_and_fit_their_type(extreme: dict[str, dict]) -> None:
+    big = extreme["big"]
+    numbers = {f.name: big[f.name] for f in catalogue(SETTINGS) if f.dtype != "string"}
+    assert [k for k, v in numbers.items() if not math.isfinite(v)] == []
+    assert big["items_30d"] == 2**31 - 1  # MANY x 1,000,000 items, held at the int range's end
+    assert big["spend_30d"] == pytest.approx(MANY * BOUNDS.max_price * BOUNDS.max_quantity, rel=1e-12)
+    assert (big["refund_share_30d"], big["dwell_mean_7d"], big["purchases_7d"]) == (
+        1.0, BOUNDS.max_dwell_seconds, MANY)
+
+
+def test_events_stored_before_the_bounds_give_none_values_not_infinities(extreme: dict[str, dict]) -> None:
+    legacy = extreme["legacy"]
+    numbers = {f.name: legacy[f.name] for f in catalogue(SETTINGS) if f.dtype != "string"}
+    assert [k for k, v in numbers.items() if not math.isfinite(v)] == []
+    infinite = ("spend_30d", "avg_order_value_30d", "refund_amount_30d", "refund_share_30d", "spend_trend_30d",
+                "dwell_total_7d", "dwell_mean_7d")
+    assert {k: legacy[k] for k in infinite} == dict.fromkeys(infinite, 0.0)
+    assert (legacy["purchases_7d"], legacy["items_30d"]) == (2, 20)

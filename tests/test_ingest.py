@@ -162,6 +162,103 @@ def test_malformed_file_is_named_and_nothing_is_written(
     assert not any(table_exists(spark, config, t) for t in ("events", "users", "quarantine", "ingest_log"))
 
 
+CSV_HEADER = b"event_id,user_id,event_time,event_type,price,quantity,rating,review_text\r\n"
+
+
+def test_csv_quoted_line_breaks_and_quotes_stay_in_their_field(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    """RFC 4180: a review's quoted text holding a line that looks like a purchase is text."""
+    path = tmp_path / "events.csv"
+    path.write_bytes(CSV_HEADER + (
+        b'e1,u1,2026-02-01T10:00:00Z,review,,,5,"Loved it.\ne9,u9,2026-02-01T11:00:00Z,purchase,999,3,,\nAgain!"\r\n'
+        b'e2,u1,2026-02-01T10:05:00Z,review,,,2,"Broke: ""cheap"" plastic,\r\nreturned it"\r\n'
+        b'e3,u2,2026-02-02T09:00:00Z,purchase,10.5,1,,\r\n'
+        b'e4,u2,2026-02-02T09:30:00Z,review,,,9,"six\r\nstars"\r\n'
+    ))
+
+    ingest(spark, config, str(path))
+
+    events = read_table(spark, config, "events").select("event_id", "user_id", "event_type", "price", "review_text")
+    assertDataFrameEqual(events, [
+        Row("e1", "u1", "review", None, "Loved it.\ne9,u9,2026-02-01T11:00:00Z,purchase,999,3,,\nAgain!"),
+        Row("e2", "u1", "review", None, 'Broke: "cheap" plastic,\nreturned it'),
+        Row("e3", "u2", "purchase", 10.5, None),
+    ])
+    (rejected,) = read_table(spark, config, "quarantine").collect()
+    assert (rejected.reasons, json.loads(rejected.record)["review_text"]) == (["bad_rating"], "six\nstars")
+
+
+def test_json_values_of_the_wrong_type_are_quarantined(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    base = {"event_time": "2026-02-01T10:00:00Z", "event_type": "view"}
+    wrong = [
+        {"event_id": "e5", "user_id": {"id": "u5"}, **base},
+        {"event_id": "e6", "user_id": True, **base},
+        {"event_id": "e7", "user_id": "u7", "category": ["books", "home"], **base},
+        {"event_id": "e8", "user_id": "u8", "category": {"name": "books"}, **base},
+    ]
+    numeric_id = {"event_id": 9, "user_id": 42, "category": "books", **base, "dwell_seconds": "3.5"}
+    events = _jsonl(tmp_path / "events.jsonl", [*EVENTS, *wrong, numeric_id])
+    users = _jsonl(tmp_path / "users.jsonl", [USERS[0], {"user_id": "u2", "region": ["UK"]}])
+
+    ingest(spark, config, events, users)
+
+    stored = read_table(spark, config, "events").select(EVENT_COLUMNS)
+    assertDataFrameEqual(stored, [*STORED, Row("9", "42", dt.datetime(2026, 2, 1, 10), "view", None, None, 3.5,
+                                                None, None, dt.date(2026, 2, 1), "contract")])
+    quarantine = read_table(spark, config, "quarantine").select("dataset", "record", "reasons")
+    assertDataFrameEqual(quarantine, [
+        Row("events", json.dumps(EVENTS[2]), ["unknown_event_type"]),
+        *[Row("events", json.dumps(row), ["bad_type"]) for row in wrong],
+        Row("users", json.dumps({"user_id": "u2", "region": ["UK"]}), ["bad_type"]),
+    ])
+    assert sorted(r.user_id for r in read_table(spark, config, "users").collect()) == ["u1"]
+
+
+def test_parquet_column_of_the_wrong_type_is_quarantined(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    rows = [{**EVENTS[0], "category": ["A", "B"]}, {**EVENTS[1], "category": []}]
+    path = tmp_path / "events.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+
+    (report,) = ingest(spark, config, str(path))
+
+    assert (report.rows_written, report.quarantined_by_reason) == (0, {"bad_type": 2})
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_undecodable_line_is_quarantined_and_the_rest_kept(
+    spark: SparkSession, config: Config, tmp_path: Path, fmt: str
+) -> None:
+    path = tmp_path / f"events.{fmt}"
+    bad_byte = {"event_id": "e8", "user_id": "u\ufffd8", "event_time": "2026-02-01T10:00:00Z", "event_type": "view"}
+    if fmt == "jsonl":
+        _jsonl(path, EVENTS)
+        nul = {"event_id": "e9", "user_id": "u9", "review_text": "\x00\x01"}  # not JSON: raw control bytes
+        lines = [json.dumps(bad_byte).replace("\\ufffd", "\xff"), json.dumps(nul).replace("\\u0000", "\x00")
+                 .replace("\\u0001", "\x01")]
+        path.write_bytes(path.read_bytes() + "\n".join(lines).encode("latin-1") + b"\n")
+        expected = [(bad_byte, ["bad_encoding"]), (nul, ["missing_required", "bad_encoding"])]
+    else:
+        _csv(path, [{k: v for k, v in r.items() if k != "coupon"} for r in EVENTS])
+        header = path.read_bytes().split(b"\r\n")[0].decode().split(",")
+        line = ",".join(bad_byte.get(name, "") for name in header).replace("\ufffd", "\xff")
+        path.write_bytes(path.read_bytes() + line.encode("latin-1") + b"\r\n")
+        expected = [(bad_byte, ["bad_encoding"])]
+
+    (report,) = ingest(spark, config, str(path))
+
+    assertDataFrameEqual(read_table(spark, config, "events").select(EVENT_COLUMNS), STORED)
+    quarantine = read_table(spark, config, "quarantine").where("NOT array_contains(reasons, 'unknown_event_type')")
+    rejected = [(json.loads(r.record, strict=False), r.reasons) for r in quarantine.collect()]
+    assert sorted(rejected, key=str) == sorted(expected, key=str)
+    assert report.quarantined_by_reason == {
+        "unknown_event_type": 1, "bad_encoding": len(expected), **({"missing_required": 1} if fmt == "jsonl" else {})}
+
+
 def test_missing_required_column_is_refused(spark: SparkSession, config: Config, tmp_path: Path) -> None:
     path = _csv(tmp_path / "events.csv", [{"event_id": "e1", "user_id": "u1", "event_time": "2026-02-01"}])
     with pytest.raises(InputError, match=r"events files lack required column\(s\) event_type$"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from churn_spark.sentiment import score_text, sentiment_column
+from churn_spark.sentiment import MAX_SCORED_CHARS, score_text, sentiment_column
 
 POSITIVE = ["Great quality, fast delivery.", "Love it, will buy again!", "Excellent service, very happy.",
             "质量很好，物流很快。", "和描述一致，很满意。", "东西不错，下次还来"]
@@ -33,3 +33,26 @@ def test_spark_scores_equal_python_scores(spark: SparkSession) -> None:
     frame = spark.createDataFrame([(t,) for t in texts], "text string")
     scored = {r.text: r.score for r in frame.select("text", sentiment_column(frame.text).alias("score")).collect()}
     assert scored == {t: score_text(t) for t in texts}
+
+
+def _long(head: str, tail: str) -> tuple[str, str]:
+    """A text whose first MAX_SCORED_CHARS characters repeat ``head`` and whose rest, ten times
+    longer, repeats ``tail``; and that first part alone."""
+    first = (head * MAX_SCORED_CHARS)[:MAX_SCORED_CHARS]
+    return first + tail * (10 * MAX_SCORED_CHARS // len(tail)), first
+
+
+LONG = [_long("Love it, will buy again! ", "Terrible quality, the worst purchase ever. "),
+        _long("质量很好，物流很快。", "质量太差，用了两天就坏了。")]
+
+
+@pytest.mark.parametrize("text, first", LONG)
+def test_a_long_text_is_scored_on_its_first_characters(text: str, first: str) -> None:
+    assert score_text(text) == score_text(first) > 0.3
+    assert score_text(text[MAX_SCORED_CHARS:]) < -0.3  # the rest, were it scored, says the opposite
+
+
+def test_spark_scores_a_long_text_on_its_first_characters(spark: SparkSession) -> None:
+    frame = spark.createDataFrame([(text,) for text, _ in LONG], "text string")
+    bounded = [r.score for r in frame.select(sentiment_column(frame.text).alias("score")).collect()]
+    assert bounded == [score_text(first) for _, first in LONG]

@@ -5,6 +5,11 @@ The catalogue is declared in the family modules (each ``features(ctx) -> list[Fe
 the events), aggregates every feature of every family and window in one ``groupBy``, and
 gives every user known at T a row, with the "none" value of each feature where the user
 has nothing to compute it from.
+
+Every feature value is finite and fits its type: ``assemble`` writes a double that is not
+finite (possible only from events stored before the contract bounded prices, quantities
+and dwell times) as the feature's "none" value, and holds an int past the 32-bit range
+(the items of a user buying the largest quantity thousands of times) at its end.
 """
 
 from __future__ import annotations
@@ -90,10 +95,22 @@ def assemble(
     firsts = first_events if first_events is not None else first_event_times(events)
     known = _known_users(users, snapshot_dates, aggregated).join(
         firsts.select("user_id", FIRST_EVENT_TIME), "user_id", "left")
-    event_stage = [f.finished(F.col(f.name)) for f in features if f.stage == "events"]
+    event_stage = [f.finished(_storable(f, F.col(f.name))) for f in features if f.stage == "events"]
     with_events = known.select(*KEYS, *_PROFILE_COLUMNS, FIRST_EVENT_TIME, *event_stage, *extra_names)
     return with_events.select(
-        *KEYS, *[F.col(f.name) if f.stage == "events" else f.finished(f.value()) for f in features], *extra_names)
+        *KEYS, *[F.col(f.name) if f.stage == "events" else f.finished(_storable(f, f.value())) for f in features],
+        *extra_names)
+
+
+def _storable(feature: Feature, value: Column) -> Column:
+    """``value`` as its feature's type can hold it: a double that is not finite is null (then
+    the "none" value), an int past the 32-bit range is held at the range's end."""
+    if feature.dtype == "double":
+        return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+    if feature.dtype == "int":
+        low, high = -(2**31), 2**31 - 1
+        return F.when(value > high, high).when(value < low, low).otherwise(value)
+    return value
 
 
 def prepare_events(events: DataFrame) -> DataFrame:
