@@ -102,30 +102,23 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
 
 
 def _read_jsonl(reader: DataFrameReader, path: str) -> DataFrame:
-    """Each line's text, its values as text, and the JSON type of each value.
+    """Each line's text and its values parsed as variants (the JSON types kept).
 
-    A line parses into a map of variants (the JSON types kept). A line over the variant
-    size limit (16 MiB) parses as text only: its values' types are not known.
+    A line over the variant size limit (16 MiB) is parsed as text only (``_PARSED``): its
+    values' types are not known.
     """
     lines = reader.text(path).select(
         F.make_valid_utf8("value").alias(RECORD), F.col("_metadata.file_path").alias(SOURCE_FILE))
     parsed = lines.where(F.trim(RECORD) != "").withColumn(_VARIANTS, F.from_json(RECORD, "map<string,variant>"))
-    variants = F.col(_VARIANTS)
-    return parsed.select(
-        RECORD,
-        SOURCE_FILE,
-        F.when(variants.isNotNull(), F.transform_values(variants, lambda _, v: v.cast("string")))
-        .otherwise(F.from_json(RECORD, "map<string,string>")).alias(_PARSED),
-        F.transform_values(variants, lambda _, v: _json_type(v)).alias(VALUE_TYPES),
-    )
+    return parsed.withColumn(_PARSED, F.when(F.col(_VARIANTS).isNull(), F.from_json(RECORD, "map<string,string>")))
 
 
 def _json_type(value: Column) -> Column:
     """The JSON type of a variant parsed from JSON: string, number, boolean, object, array, null."""
     schema = F.schema_of_variant(value)
-    return (F.when(schema == "STRING", "string").when(schema == "BOOLEAN", "boolean")
-            .when(schema.startswith("OBJECT"), "object").when(schema.startswith("ARRAY"), "array")
-            .when(schema == "VOID", "null").otherwise("number"))
+    return (F.when(value.isNull(), F.lit(None)).when(schema == "STRING", "string")
+            .when(schema == "BOOLEAN", "boolean").when(schema.startswith("OBJECT"), "object")
+            .when(schema.startswith("ARRAY"), "array").when(schema == "VOID", "null").otherwise("number"))
 
 
 def _parquet_types(frame: DataFrame) -> Column:
@@ -141,9 +134,13 @@ def _parquet_types(frame: DataFrame) -> Column:
 
 
 def jsonl_columns(landed: DataFrame, names: list[str]) -> DataFrame:
-    """Turn parsed JSON lines into one text column per name (null where a line lacks it)."""
+    """Turn parsed JSON lines into one text column per name (null where a line lacks it),
+    plus ``VALUE_TYPES``: each name's JSON type."""
+    variants = F.col(_VARIANTS)
+    types = F.create_map(*[x for name in names for x in (F.lit(name), _json_type(variants[name]))])
     return landed.select(
-        *[F.col(_PARSED)[name].alias(name) for name in names], RECORD, SOURCE_FILE, VALUE_TYPES
+        *[F.coalesce(variants[name].cast("string"), F.col(_PARSED)[name]).alias(name) for name in names],
+        RECORD, SOURCE_FILE, types.alias(VALUE_TYPES),
     )
 
 
@@ -162,10 +159,10 @@ def inspect_files(landed: DataFrame, path: str, fmt: str) -> tuple[str, ...]:
     """
     good = ~undecodable(F.col(RECORD))
     if fmt == "jsonl":
-        good = good & F.col(_PARSED).isNotNull()
+        good = good & (F.col(_VARIANTS).isNotNull() | F.col(_PARSED).isNotNull())
     aggregates = [F.sum(good.cast("int")).alias("good")]
     if fmt == "jsonl":
-        keys = F.collect_set(F.when(good, F.map_keys(_PARSED)))
+        keys = F.collect_set(F.when(good, F.coalesce(F.map_keys(_VARIANTS), F.map_keys(_PARSED))))
         aggregates.append(F.array_distinct(F.flatten(keys)).alias("keys"))
     try:
         per_file = landed.groupBy(SOURCE_FILE).agg(*aggregates).collect()
