@@ -12,7 +12,6 @@ counts to ``ingest_log``.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import uuid
 from dataclasses import dataclass, field
 
@@ -34,7 +33,6 @@ from churn_spark.sources import (
     CONTRACT, ReadOptions, SourceMapping, check_mapping, event_format, load_source, users_format,
 )
 
-log = logging.getLogger(__name__)
 _PRIORITY = "_priority"  # of a user profile row: 0 from the profile file, 1 from the event rows
 
 
@@ -129,8 +127,6 @@ def ingest(
         for frame in validated.values():
             frame.unpersist()
     tables.append(_log_frame(spark, list(reports.values()), batch), config, "ingest_log")
-    for report in reports.values():
-        log.info("ingest %s", report.summary())
     return list(reports.values())
 
 

@@ -75,7 +75,8 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         generate_landing(spark, config.generate, demo)
 
     def _ingest() -> None:
-        ingest(spark, config, f"{demo}/events", f"{demo}/users", fmt)
+        for report in ingest(spark, config, f"{demo}/events", f"{demo}/users", fmt):
+            log.info("ingest %s", report.summary())
 
     featured, labelled = demo_snapshots(config)
     scored = featured[-2:]
