@@ -1,12 +1,13 @@
 """Alerts for the operations team: users newly at risk, why, and what to do about it.
 
 A user is alerted at T when they are in the high tier now and were not in the previous scoring
-run (or were not scored then), or when, still in the model's population (not ``lapsed``),
-their probability rose by more than ``alerts.probability_rise`` since that run. Each alert carries the user's reasons and the
-suggested action of the first rule in ``alerts.actions`` whose feature patterns match one of
-the user's reason features. ``run_alerts`` writes the ``alerts`` partition of T, the CSV and
-JSON-lines exports (staged and swapped in whole: ``churn_spark.exports``), and the run's summary
-(``score_runs``, marked complete only once all of them are written: ``churn_spark.runs``).
+run (or were not scored then), or when, still in the model's population (not ``lapsed``), their
+probability rose by more than ``alerts.probability_rise`` since that run. Each alert carries the
+user's reasons and the suggested action of the first rule in ``alerts.actions`` whose feature
+patterns match one of the user's reason features. ``run_alerts`` writes the ``alerts`` partition
+of T, the CSV and JSON-lines exports (staged and swapped in whole: ``churn_spark.exports``), and
+the run's summary (``score_runs``, marked complete only once all of them are written:
+``churn_spark.runs``).
 """
 
 from __future__ import annotations

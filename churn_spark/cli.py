@@ -11,9 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import NoReturn
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from churn_spark.config import Config, load_config
 from churn_spark.errors import ChurnSparkError, ConfigError
@@ -88,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser("promote", parents=[common],
                                   help="make a registered version the champion if it ranks better")
-    promote.add_argument("--candidate", metavar="V", help="registered model version (default: the champion, else the latest)")
+    promote.add_argument("--candidate", metavar="V",
+                         help="registered model version (default: the champion, else the latest)")
 
     report = commands.add_parser("report", parents=[common], help="the manager's HTML report of a scoring run")
     report.add_argument("--as-of", type=dt.date.fromisoformat, metavar="DATE", help="default: the latest run")

@@ -43,7 +43,8 @@ def feature_coverage(features: DataFrame, settings: FeaturesConfig) -> DataFrame
     shares = (flags.unpivot([], names, "feature", "not_none").groupBy("feature")
               .agg(F.round(F.avg("not_none"), 4).alias("share_not_none")))
     families = features.sparkSession.createDataFrame(
-        [(i, f.name, family_of(f, settings)) for i, f in enumerate(features_)], "position int, feature string, family string")
+        [(i, f.name, family_of(f, settings)) for i, f in enumerate(features_)],
+        "position int, feature string, family string")
     return families.join(shares, "feature").orderBy("position").select("feature", "family", "share_not_none")
 
 

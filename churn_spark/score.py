@@ -138,8 +138,8 @@ def in_population(labels: LabelsConfig) -> Column:
     quiet, and the model never saw anyone like them.
     """
     types = ("purchase",) if labels.eligibility == "purchase" else _RECENCY_TYPES
-    return reduce(lambda a, b: a | b, [(F.col(f"{t}_seen") == 1) & (F.col(f"days_since_last_{t}") <= labels.lookback_days)
-                                       for t in types])
+    return reduce(lambda a, b: a | b, [(F.col(f"{t}_seen") == 1)
+                                       & (F.col(f"days_since_last_{t}") <= labels.lookback_days) for t in types])
 
 
 def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:

@@ -1,4 +1,5 @@
-"""One local Spark session with Delta for the whole suite, and a fresh lakehouse per test."""
+"""One local Spark session with Delta for the whole suite, a fresh lakehouse per test, and the
+hand-set model of tests/builders.py registered in MLflow."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from churn_spark.config import Config, load_config
 from churn_spark.spark import get_spark
+from tests.builders import lr_bundle, register
 
 # Timestamps come back to Python as naive local datetimes: make local mean UTC, as in Spark.
 os.environ["TZ"] = "UTC"
@@ -52,3 +54,15 @@ def config(tmp_path: Path) -> Config:
     return load_config(ROOT / "conf" / "local.yaml",
                        [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}",
                         f"landing={tmp_path / 'landing'}"])
+
+
+@pytest.fixture
+def registered(config: Config, tmp_path: Path) -> Config:
+    """A config whose MLflow registry holds the hand-set model as version 1 (probability tiers:
+    high >= 0.8, medium >= 0.3)."""
+    config = config.model_copy(update={
+        "mlflow": config.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "mlruns")}),
+        "score": config.score.model_copy(update={"tiers_by": "probability", "high": 0.8, "medium": 0.3}),
+    })
+    assert register(config, lr_bundle(), tmp_path / "lr.pt") == "1"
+    return config

@@ -23,7 +23,7 @@ from churn_spark.exports import ExportInfo, exported, recover, swap_in
 from churn_spark.report import write_manager_report
 from churn_spark.runs import incomplete_runs
 from churn_spark.score import run_scoring
-from tests.test_score import A, B, C, LAPSED, T1, T2, registered, store_features  # noqa: F401 (fixture)
+from tests.builders import A, B, C, LAPSED, T1, T2, store_features
 
 T3 = dt.date(2026, 3, 29)
 SCORES = ("user_id string, snapshot_date date, churn_probability double, risk_tier string, "
@@ -84,8 +84,8 @@ def test_alerts_job_alerts_each_user_once_and_summarises(spark: SparkSession, re
     summaries = {day: run_alerts(spark, registered, day) for day in (T1, T2, T3)}
     coupon = "coupon for a category they bought before"
     assert alerts_at(spark, registered, T1) == [("a", "new_high_tier", coupon)]
-    assert alerts_at(spark, registered, T2) == [("b", "new_high_tier", coupon), ("c", "probability_rise", "win-back email"),
-                                                ("d", "new_high_tier", coupon)]
+    assert alerts_at(spark, registered, T2) == [
+        ("b", "new_high_tier", coupon), ("c", "probability_rise", "win-back email"), ("d", "new_high_tier", coupon)]
     assert alerts_at(spark, registered, T3) == []  # still high, nothing new
     assert summaries[T3].new_alerts == 0, summaries[T3]
     summary = summaries[T2]
@@ -93,8 +93,8 @@ def test_alerts_job_alerts_each_user_once_and_summarises(spark: SparkSession, re
         5, {"high": 3, "medium": 1, "lapsed": 1}, 3)
     assert summary.revenue_at_risk == pytest.approx(300.0)  # spend_90d of a, b, d (100 each)
     again = run_alerts(spark, registered, T2)  # re-run: same alerts, same summary row
-    assert alerts_at(spark, registered, T2) == [("b", "new_high_tier", coupon), ("c", "probability_rise", "win-back email"),
-                                                ("d", "new_high_tier", coupon)]
+    assert alerts_at(spark, registered, T2) == [
+        ("b", "new_high_tier", coupon), ("c", "probability_rise", "win-back email"), ("d", "new_high_tier", coupon)]
     assert again.new_alerts == 3
     runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
     assert [(r.snapshot_date, r.users_scored, r.high, r.medium, r.low, r.lapsed, r.new_alerts) for r in runs] == [

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
 from churn_spark.config import load_config
@@ -27,6 +28,7 @@ def _module(*args: str) -> subprocess.CompletedProcess:
                           timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_default_output_is_the_jobs_own_lines_and_verbose_adds_sparks(tmp_path: Path) -> None:
     """Without --verbose: no Ivy block, no log4j line, no JSON stack trace before a refusal."""
     settings = [a for s in [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}"] for a in ("--set", s)]
@@ -70,6 +72,7 @@ def test_missing_landing_path_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == f"churn-spark: error: {tmp_path}/nowhere.jsonl: no such file or folder"
 
 
+@pytest.mark.slow
 def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path) -> None:
     overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"landing={tmp_path / 'landing'}",
                  "generate.users=120", "generate.days=180", "generate.dirty_fraction=0.02",

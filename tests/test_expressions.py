@@ -27,7 +27,8 @@ def test_ordinary_mapping_expressions_pass(expression: str) -> None:
 
 
 @pytest.mark.parametrize("expression, refusal", [
-    ("java_method('java.lang.System', 'getenv', 'CHURN_EXPORT_SALT')", "java_method() is not allowed (calls Java code)"),
+    ("java_method('java.lang.System', 'getenv', 'CHURN_EXPORT_SALT')",
+     "java_method() is not allowed (calls Java code)"),
     ("reflect('java.lang.System', 'getenv', 'X')", "reflect() is not allowed (calls Java code)"),
     ("TRY_REFLECT('java.lang.System', 'getenv', 'X')", "TRY_REFLECT() is not allowed (calls Java code)"),
     ("JAVA_METHOD /* hidden */ ('a', 'b')", "JAVA_METHOD() is not allowed (calls Java code)"),

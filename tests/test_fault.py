@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
 from churn_spark.config import Config, load_config
@@ -17,6 +18,8 @@ from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
 from churn_spark.tables import TABLES_WRITTEN_BY_INGEST, read_table, table_exists
 from tests.conftest import ROOT, TEST_SETTINGS
+
+pytestmark = pytest.mark.slow  # an ingest in a process of its own, killed, then two full ingests
 
 # Columns that record when a batch ran, not what it stored.
 BATCH_COLUMNS = ("ingested_at", "updated_at", "batch_id", "batch_time")

@@ -6,31 +6,16 @@ import datetime as dt
 import math
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from churn_spark.config import FeaturesConfig, IngestConfig
 from churn_spark.features import catalogue, check_schema, compute_features, family_of
 from churn_spark.sentiment import score_text
+from tests.builders import at, make_events, make_users
 
 T = dt.date(2026, 3, 1)
 SETTINGS = FeaturesConfig()
-EVENT_COLUMNS = ("user_id string, event_time timestamp, event_type string, session_id string, "
-                 "product_id string, category string, channel string, price double, quantity int, "
-                 "dwell_seconds double, rating int, review_text string")
 ANGRY = "Terrible quality, broke after two days."
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
-def make_events(spark: SparkSession, rows: list[tuple]) -> DataFrame:
-    return spark.createDataFrame(rows, EVENT_COLUMNS)
-
-
-def make_users(spark: SparkSession, rows: list[tuple]) -> DataFrame:
-    return spark.createDataFrame(rows, "user_id string, signup_time timestamp, gender string, age int, "
-                                       "region string, membership_level string")
 
 
 # u1's history before T = 2026-03-01 00:00 UTC (days before T in the comments).

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from churn_spark.features import compute_features
-from churn_spark.generate import GenerateSpec, generate
+from churn_spark.generate import GenerateSpec
+from tests.builders import generated
 from tests.test_features import SETTINGS
-from tests.test_labels import _typed
+
+pytestmark = pytest.mark.slow  # features of a generated population, twice over (Spark and pandas)
 
 START = dt.date(2026, 1, 1)
 DATES = [START + dt.timedelta(days=70), START + dt.timedelta(days=100)]
@@ -54,8 +55,10 @@ def _user_features(events: pd.DataFrame, user: pd.Series, t: pd.Timestamp) -> di
         "dwell_total_30d": kind("view", 30).dwell_seconds.sum(),
         "dwell_mean_7d": views7.mean() if len(views7) else 0.0,
         "cart_abandonment_90d": len(carted - bought) / len(carted) if carted else 0.0,
-        "distinct_categories_30d": e[(e.days <= 30) & e.event_type.isin(["view", "cart", "purchase"])].category.nunique(),
-        "repurchase_rate": (len(purchases) - purchases.product_id.nunique()) / len(purchases) if len(purchases) else 0.0,
+        "distinct_categories_30d":
+            e[(e.days <= 30) & e.event_type.isin(["view", "cart", "purchase"])].category.nunique(),
+        "repurchase_rate":
+            (len(purchases) - purchases.product_id.nunique()) / len(purchases) if len(purchases) else 0.0,
         "purchase_gap_mean_days": gaps.mean() if len(gaps) else 0.0,
         "purchase_gap_std_days": gaps.std() if len(gaps) else 0.0,
         "sessions_trend_30d": (recent - before) / (recent + before) if recent + before else 0.0,
@@ -69,11 +72,7 @@ def _user_features(events: pd.DataFrame, user: pd.Series, t: pd.Timestamp) -> di
 
 @pytest.fixture(scope="module")
 def computed(spark: SparkSession) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    raw_events, raw_users = generate(spark, GenerateSpec(users=150, days=120, start=START, seed=5))
-    events = _typed(raw_events)
-    users = raw_users.where("user_id != ''").select(
-        "user_id", F.col("signup_time").cast("timestamp"), "gender", F.col("age").cast("int"), "region",
-        "membership_level")
+    events, users = generated(spark, GenerateSpec(users=150, days=120, start=START, seed=5))
     features = compute_features(events, users, DATES, SETTINGS).toPandas()
     return events.toPandas(), users.toPandas(), features
 

@@ -17,6 +17,7 @@ from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.ingest import ingest
 from churn_spark.tables import read_table, table_exists
+from tests.builders import write_jsonl
 
 EVENTS = [
     {"event_id": "e1", "user_id": "u1", "event_time": "2026-02-01T10:00:00Z", "event_type": "view",
@@ -36,15 +37,11 @@ EVENT_COLUMNS = ["event_id", "user_id", "event_time", "event_type", "price", "qu
                  "dwell_seconds", "rating", "review_text", "event_date", "source"]
 STORED = [
     Row("e1", "u1", dt.datetime(2026, 2, 1, 10), "view", None, None, 12.5, None, None, dt.date(2026, 2, 1), "contract"),
-    Row("e2", "u1", dt.datetime(2026, 2, 1, 10, 5), "purchase", 10.0, 2, None, None, None, dt.date(2026, 2, 1), "contract"),
-    Row("e4", "u2", dt.datetime(2026, 2, 2, 23), "review", None, None, None, 2, "slow delivery", dt.date(2026, 2, 2), "contract"),
+    Row("e2", "u1", dt.datetime(2026, 2, 1, 10, 5), "purchase", 10.0, 2, None, None, None, dt.date(2026, 2, 1),
+        "contract"),
+    Row("e4", "u2", dt.datetime(2026, 2, 2, 23), "review", None, None, None, 2, "slow delivery", dt.date(2026, 2, 2),
+        "contract"),
 ]
-
-
-def _jsonl(path: Path, rows: list[dict], extra_lines: tuple[str, ...] = ()) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([json.dumps(r, ensure_ascii=False) for r in rows] + list(extra_lines)) + "\n")
-    return str(path)
 
 
 def _csv(path: Path, rows: list[dict]) -> str:
@@ -63,8 +60,8 @@ def _snapshot(spark: SparkSession, config: Config) -> dict[str, list[Row]]:
 
 
 def test_jsonl_batch_lands_rows_quarantine_and_log(spark: SparkSession, config: Config, tmp_path: Path) -> None:
-    events = _jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
-    users = _jsonl(tmp_path / "in" / "users.jsonl", USERS)
+    events = write_jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
+    users = write_jsonl(tmp_path / "in" / "users.jsonl", USERS)
 
     ingest(spark, config, events, users)
 
@@ -91,8 +88,8 @@ def test_jsonl_batch_lands_rows_quarantine_and_log(spark: SparkSession, config: 
 def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     spark: SparkSession, config: Config, tmp_path: Path
 ) -> None:
-    events = _jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
-    users = _jsonl(tmp_path / "in" / "users.jsonl", USERS)
+    events = write_jsonl(tmp_path / "in" / "events.jsonl", [*EVENTS, EVENTS[1]], ("this is not json",))
+    users = write_jsonl(tmp_path / "in" / "users.jsonl", USERS)
     ingest(spark, config, events, users)
     first = _snapshot(spark, config)
 
@@ -101,23 +98,23 @@ def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     assert _snapshot(spark, config) == first
     assert [(r.rows_written, r.duplicates_skipped, r.quarantined) for r in reports] == [(0, 4, 2), (0, 1, 1)]
     later = {"event_id": "e5", "user_id": "u1", "event_time": "2026-02-04T08:00:00Z", "event_type": "cart"}
-    ingest(spark, config, _jsonl(tmp_path / "in2" / "events.jsonl", [EVENTS[0], later]))
+    ingest(spark, config, write_jsonl(tmp_path / "in2" / "events.jsonl", [EVENTS[0], later]))
     stored = read_table(spark, config, "events").select("event_id").collect()
     assert sorted(r.event_id for r in stored) == ["e1", "e2", "e4", "e5"]
 
 
 def test_changed_profile_updates_the_user(spark: SparkSession, config: Config, tmp_path: Path) -> None:
-    events = _jsonl(tmp_path / "a" / "events.jsonl", EVENTS[:1])
-    ingest(spark, config, events, _jsonl(tmp_path / "a" / "users.jsonl", USERS[:1]))
+    events = write_jsonl(tmp_path / "a" / "events.jsonl", EVENTS[:1])
+    ingest(spark, config, events, write_jsonl(tmp_path / "a" / "users.jsonl", USERS[:1]))
     moved = {**USERS[0], "region": "DE"}
-    reports = ingest(spark, config, events, _jsonl(tmp_path / "b" / "users.jsonl", [moved]))
+    reports = ingest(spark, config, events, write_jsonl(tmp_path / "b" / "users.jsonl", [moved]))
     assert reports[1].rows_written == 1
     assertDataFrameEqual(read_table(spark, config, "users").select("user_id", "region", "membership_level"),
                          [Row("u1", "DE", "gold")])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_csv_and_parquet_land_the_same_rows_as_jsonl(
+def test_csv_and_parquet_land_the_same_rows_aswrite_jsonl(
     spark: SparkSession, config: Config, tmp_path: Path, fmt: str
 ) -> None:
     rows = [{k: v for k, v in r.items() if k != "coupon"} for r in EVENTS]
@@ -147,7 +144,7 @@ def test_malformed_file_is_named_and_nothing_is_written(
     folder = tmp_path / "in"
     folder.mkdir()
     if fmt == "jsonl":
-        _jsonl(folder / "good.jsonl", EVENTS)
+        write_jsonl(folder / "good.jsonl", EVENTS)
     elif fmt == "csv":
         _csv(folder / "good.csv", EVENTS)
     else:
@@ -200,8 +197,8 @@ def test_json_values_of_the_wrong_type_are_quarantined(
         {"event_id": "e8", "user_id": "u8", "category": {"name": "books"}, **base},
     ]
     numeric_id = {"event_id": 9, "user_id": 42, "category": "books", **base, "dwell_seconds": "3.5"}
-    events = _jsonl(tmp_path / "events.jsonl", [*EVENTS, *wrong, numeric_id])
-    users = _jsonl(tmp_path / "users.jsonl", [USERS[0], {"user_id": "u2", "region": ["UK"]}])
+    events = write_jsonl(tmp_path / "events.jsonl", [*EVENTS, *wrong, numeric_id])
+    users = write_jsonl(tmp_path / "users.jsonl", [USERS[0], {"user_id": "u2", "region": ["UK"]}])
 
     ingest(spark, config, events, users)
 
@@ -236,7 +233,7 @@ def test_an_undecodable_line_is_quarantined_and_the_rest_kept(
     path = tmp_path / f"events.{fmt}"
     bad_byte = {"event_id": "e8", "user_id": "u\ufffd8", "event_time": "2026-02-01T10:00:00Z", "event_type": "view"}
     if fmt == "jsonl":
-        _jsonl(path, EVENTS)
+        write_jsonl(path, EVENTS)
         nul = {"event_id": "e9", "user_id": "u9", "review_text": "\x00\x01"}  # not JSON: raw control bytes
         lines = [json.dumps(bad_byte).replace("\\ufffd", "\xff"), json.dumps(nul).replace("\\u0000", "\x00")
                  .replace("\\u0001", "\x01")]
@@ -270,7 +267,7 @@ def test_metastore_storage_writes_named_tables(spark: SparkSession, config: Conf
     database = f"churn_{tmp_path.name}"
     named = config.model_copy(update={"storage": config.storage.model_copy(
         update={"kind": "metastore", "database": database})})
-    ingest(spark, named, _jsonl(tmp_path / "in" / "events.jsonl", EVENTS))
+    ingest(spark, named, write_jsonl(tmp_path / "in" / "events.jsonl", EVENTS))
     assertDataFrameEqual(spark.table(f"{database}.events").select(EVENT_COLUMNS), STORED)
     assert spark.table(f"{database}.ingest_log").count() == 1
 
@@ -278,7 +275,7 @@ def test_metastore_storage_writes_named_tables(spark: SparkSession, config: Conf
 def test_relative_lakehouse_is_resolved_from_the_working_folder(
     spark: SparkSession, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = _jsonl(tmp_path / "in" / "events.jsonl", EVENTS[:2])
+    events = write_jsonl(tmp_path / "in" / "events.jsonl", EVENTS[:2])
     monkeypatch.chdir(tmp_path)
     relative = config.model_copy(update={"lakehouse": "./lakehouse-rel"})
     ingest(spark, relative, events)
@@ -290,7 +287,7 @@ def test_first_events_keep_each_users_first_event_ever(spark: SparkSession, conf
     """A MERGE taking the minimum per user: an earlier event moves it, a later one does not, a
     re-run changes nothing; a lakehouse without the table gets it built from all its events."""
     def batch(name: str, rows: list[tuple[str, str, str]]) -> str:
-        return _jsonl(tmp_path / name / "events.jsonl", [
+        return write_jsonl(tmp_path / name / "events.jsonl", [
             {"event_id": e, "user_id": u, "event_time": t, "event_type": "view"} for e, u, t in rows])
 
     def first_events() -> list[Row]:

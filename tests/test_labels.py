@@ -10,33 +10,28 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from churn_spark.config import load_config
-from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
 from churn_spark.errors import InputError
 from churn_spark.features import compute_features
-from churn_spark.generate import GenerateSpec, generate
+from churn_spark.generate import GenerateSpec
 from churn_spark.labels import check_label_windows
 from churn_spark.snapshots import build_training_set
+from tests.builders import at, event, generated, make_events, make_users
 from tests.conftest import ROOT, TEST_SETTINGS
-from tests.test_features import AT_T, SETTINGS, T, U1, USERS, at, make_events, make_users
+from tests.test_features import AT_T, SETTINGS, T, U1, USERS
 
 CONFIG = load_config(ROOT / "conf" / "local.yaml", TEST_SETTINGS)
-
-
-def _label_event(user: str, when: str, kind: str = "purchase") -> tuple:
-    return (user, at(when), kind, f"s-{user}-{when}", "p1", "A", "app", 1.0 if kind == "purchase" else None,
-            1 if kind == "purchase" else None, None, None, None)
 
 
 def test_labels_eligibility_and_the_boundary_at_t(spark: SparkSession) -> None:
     rows = [
         *U1, AT_T,                                                  # u1: buys exactly at T -> stays (0)
-        _label_event("u5", "2026-02-01 10:00:00"),                  # u5: bought, silent after -> churns (1)
-        _label_event("u6", "2026-02-01 10:00:00"),
-        _label_event("u6", "2026-03-30 23:59:59"),                  # u6: buys on the last day of the horizon
-        _label_event("u7", "2026-02-01 10:00:00"),
-        _label_event("u7", "2026-03-31 00:00:00"),                  # u7: buys at T + 30 days: too late (1)
-        _label_event("u8", "2026-02-27 10:00:00", "view"),          # u8: no purchase before T: not eligible
-        _label_event("u9", "2025-11-01 10:00:00"),                  # u9: purchase before the 90-day lookback
+        event("u5", "2026-02-01 10:00:00"),                         # u5: bought, silent after -> churns (1)
+        event("u6", "2026-02-01 10:00:00"),
+        event("u6", "2026-03-30 23:59:59"),                         # u6: buys on the last day of the horizon
+        event("u7", "2026-02-01 10:00:00"),
+        event("u7", "2026-03-31 00:00:00"),                         # u7: buys at T + 30 days: too late (1)
+        event("u8", "2026-02-27 10:00:00", "view"),                 # u8: no purchase before T: not eligible
+        event("u9", "2025-11-01 10:00:00"),                         # u9: purchase before the 90-day lookback
     ]
     training = build_training_set(make_events(spark, rows), make_users(spark, USERS), [T], CONFIG)
     assertDataFrameEqual(training.select("user_id", "snapshot_date", "label"), [
@@ -45,7 +40,7 @@ def test_labels_eligibility_and_the_boundary_at_t(spark: SparkSession) -> None:
 
 def test_any_activity_eligibility(spark: SparkSession) -> None:
     config = CONFIG.model_copy(update={"labels": CONFIG.labels.model_copy(update={"eligibility": "any_activity"})})
-    rows = [_label_event("u8", "2026-02-27 10:00:00", "view")]
+    rows = [event("u8", "2026-02-27 10:00:00", "view")]
     training = build_training_set(make_events(spark, rows), None, [T], config)
     assertDataFrameEqual(training.select("user_id", "label"), [Row("u8", 1)])
 
@@ -69,19 +64,12 @@ def test_incomplete_label_window_is_refused_in_one_line() -> None:
                               "data (last event 2026-03-30 12:00:00); pick an earlier date or a shorter --horizon")
 
 
-def _typed(events: DataFrame) -> DataFrame:
-    rows = events.select(*events.columns, F.lit("").alias(RECORD), F.lit("").alias(SOURCE_FILE))
-    return validate_events(rows, dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)).where(
-        F.size("reasons") == 0).dropDuplicates(["event_id"]).drop("reasons", RECORD, SOURCE_FILE)
-
-
+@pytest.mark.slow
 def test_no_feature_sees_events_at_or_after_t(spark: SparkSession) -> None:
     """Property on generated data: drop, move or rewrite every event at or after T -> no feature changes."""
     start = dt.date(2026, 1, 1)
-    raw_events, raw_users = generate(spark, GenerateSpec(users=120, days=120, start=start, seed=11))
-    events = _typed(raw_events).cache()
-    users = raw_users.select("user_id", F.col("signup_time").cast("timestamp"), "gender",
-                             F.col("age").cast("int"), "region", "membership_level").where("user_id != ''")
+    events, users = generated(spark, GenerateSpec(users=120, days=120, start=start, seed=11))
+    events = events.cache()
     dates = [start + dt.timedelta(days=d) for d in (60, 74, 95)]
     t0 = dt.datetime.combine(dates[0], dt.time())
     after = F.col("event_time") >= F.lit(t0)

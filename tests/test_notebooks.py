@@ -37,6 +37,7 @@ def test_every_notebook_is_in_databricks_source_format() -> None:
         assert "\ndef " not in text and "pyspark.sql.functions" not in text  # logic lives in the library
 
 
+@pytest.mark.slow
 def test_demo_notebooks_run_in_order(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture) -> None:
     overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"mlflow.tracking_uri={tmp_path / 'mlruns'}",
@@ -62,6 +63,7 @@ def test_demo_notebooks_run_in_order(spark: SparkSession, tmp_path: Path, monkey
     assert "Risk distribution" in page and "Top alert reasons" in page and "data:image/png;base64," in page
 
 
+@pytest.mark.slow
 def test_online_retail_walkthrough_on_the_real_file(spark: SparkSession, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:

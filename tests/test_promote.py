@@ -15,15 +15,13 @@ import pytest
 import torch
 from pyspark.sql import SparkSession
 
-from churn_spark import tables
 from churn_spark.cli import main
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.promote import promote
 from churn_spark.train.bundle import Bundle
-from churn_spark.train.model import build_model
-from churn_spark.train.tracking import champion_version, load_registered, register_bundle
-from tests.test_score import PREP, lr_bundle
+from churn_spark.train.tracking import champion_version, load_registered
+from tests.builders import lr_bundle, register, store_dates
 
 OLD, LATEST = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
 COLUMNS = ("user_id string, snapshot_date date, label int, days_since_last_purchase double, "
@@ -42,25 +40,16 @@ LABELS = {"a": 1, "b": 0, "c": 1, "d": 0}
 #   not c>d: ROC-AUC 3/4.
 
 
-def lr(days: float, trend: float, spend: float, bias: float, gold: float, silver: float) -> Bundle:
-    network = build_model("lr", len(PREP.numeric), PREP.cardinalities(), torch.device("cpu"))
-    with torch.no_grad():
-        network.linear.weight.copy_(torch.tensor([[days, trend, spend]]))
-        network.linear.bias.fill_(bias)
-        network.category_weights[0].weight.copy_(torch.tensor([[0.0], [gold], [silver]]))
-    return Bundle("lr", network.state_dict(), PREP, threshold=0.5)
-
-
 def good() -> Bundle:
     return lr_bundle()
 
 
 def days_only() -> Bundle:
-    return lr(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return lr_bundle(weights=(1.0, 0.0, 0.0), category=(0.0, 0.0, 0.0), bias=0.0)
 
 
 def reversed_good() -> Bundle:
-    return lr(-1.0, 2.0, 0.5, 1.0, -0.4, 0.4)
+    return lr_bundle(weights=(-1.0, 2.0, 0.5), category=(0.0, -0.4, 0.4), bias=1.0)
 
 
 @pytest.fixture
@@ -70,14 +59,9 @@ def tracked(config: Config, tmp_path: Path) -> Config:
         "mlflow": config.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "mlruns")})})
 
 
-def register(config: Config, bundle: Bundle, path: Path) -> str:
-    bundle.save(str(path))
-    return register_bundle(config, path)
-
-
 def write_training_set(spark: SparkSession, config: Config, day: dt.date, labels: dict[str, int]) -> None:
-    rows = [(user, day, labels[user], *USERS[user]) for user in USERS]
-    tables.replace_dates(spark.createDataFrame(rows, COLUMNS), config, "training_set", [day])
+    store_dates(spark, config, "training_set", [(user, day, labels[user], *USERS[user]) for user in USERS], COLUMNS,
+                [day])
 
 
 def version_tags(config: Config, version: str) -> dict[str, str]:

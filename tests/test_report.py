@@ -8,7 +8,7 @@ from churn_spark.alerts import run_alerts
 from churn_spark.config import Config
 from churn_spark.report import write_manager_report
 from churn_spark.score import run_scoring
-from tests.test_score import A, B, T1, T2, registered, store_features  # noqa: F401 (fixture)
+from tests.builders import A, B, T1, T2, store_features
 
 
 def test_a_report_of_an_older_date_leaves_the_latest_page_alone(spark: SparkSession, registered: Config) -> None:

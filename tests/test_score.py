@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from churn_spark import tables
@@ -27,42 +26,14 @@ from churn_spark.features import catalogue
 from churn_spark.report import top_reasons_in_words
 from churn_spark.score import Scorer, check_compatible, run_scoring
 from churn_spark.train.bundle import Bundle
-from churn_spark.train.model import build_model
 from churn_spark.train.preprocess import Preprocessing, to_arrays
-from churn_spark.train.tracking import register_bundle
-
-T1, T2 = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
-PREP = Preprocessing(
-    numeric={"days_since_last_purchase": (20.0, 10.0), "purchases_trend_30d": (0.0, 0.5), "spend_30d": (100.0, 50.0)},
-    categorical={"membership_level": ["gold", "silver"]},
+from tests.builders import (
+    A, B, C, LAPSED, PREP, T1, T2, event, frame, lr_bundle, profile, scores_at, store_events, store_features,
 )
-FEATURE_COLUMNS = ("user_id string, snapshot_date date, days_since_last_purchase double, purchase_seen int, "
-                   "purchases_trend_30d double, spend_30d double, spend_90d double, membership_level string")
-# logit = -1 + 1.0 z(days) - 2.0 z(trend) - 0.5 z(spend) + {gold: 0.4, silver: -0.4} (mean of known: 0)
-A = (50.0, 1, -0.6, 50.0, 100.0, "gold")      # 3 + 2.4 + 0.5 + 0.4 - 1 = 5.3
-B = (10.0, 1, 0.2, 250.0, 200.0, "silver")    # -1 - 0.8 - 1.5 - 0.4 - 1 = -4.7
-C = (20.0, 1, 0.0, 100.0, 40.0, "gold")       # 0.4 - 1 = -0.6
-LAPSED = (180.0, 0, 0.0, 0.0, 0.0, "gold")    # no purchase in the lookback: outside the population
 
 
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
-
-
-def lr_bundle(prep: Preprocessing = PREP, weights: tuple[float, ...] = (1.0, -2.0, -0.5),
-              category: tuple[float, ...] = (0.0, 0.4, -0.4)) -> Bundle:
-    """A logistic regression with hand-set weights (bias -1; ``category``: unknown slot first)."""
-    network = build_model("lr", len(prep.numeric), prep.cardinalities(), torch.device("cpu"))
-    with torch.no_grad():
-        network.linear.weight.copy_(torch.tensor([list(weights)]))
-        network.linear.bias.fill_(-1.0)
-        network.category_weights[0].weight.copy_(torch.tensor([[w] for w in category]))
-    return Bundle("lr", network.state_dict(), prep, threshold=0.5)
-
-
-def frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["days_since_last_purchase", "purchase_seen", "purchases_trend_30d",
-                                       "spend_30d", "spend_90d", "membership_level"])
 
 
 def test_predict_gives_the_models_probability_and_the_features_that_push_it_up() -> None:
@@ -184,30 +155,7 @@ def test_the_managers_report_counts_reasons_in_words(spark: SparkSession) -> Non
         ["money spent in the last 30 days", 1]]
 
 
-# --- the Spark job -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def registered(config: Config, tmp_path) -> Config:
-    """A config whose MLflow registry holds the hand-set model as version 1."""
-    config = config.model_copy(update={
-        "mlflow": config.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "mlruns")}),
-        "score": config.score.model_copy(update={"tiers_by": "probability", "high": 0.8, "medium": 0.3}),
-    })
-    path = tmp_path / "lr.pt"
-    lr_bundle().save(str(path))
-    assert register_bundle(config, path) == "1"
-    return config
-
-
-def store_features(spark: SparkSession, config: Config, day: dt.date, users: dict[str, tuple]) -> None:
-    rows = [(user, day, *values) for user, values in users.items()]
-    tables.replace_dates(spark.createDataFrame(rows, FEATURE_COLUMNS), config, "user_features", [day])
-
-
-def scores_at(spark: SparkSession, config: Config, day: dt.date) -> pd.DataFrame:
-    return (tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(day))
-            .drop("scored_at").toPandas().sort_values("user_id").reset_index(drop=True))
+# --- the Spark job (conftest's ``registered``: the hand-set model as version 1) -------------------
 
 
 def test_job_scores_every_user_like_the_plain_function(spark: SparkSession, registered: Config) -> None:
@@ -250,8 +198,8 @@ def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, regi
 def test_users_without_events_are_scored_from_computed_features(spark: SparkSession, registered: Config) -> None:
     """No user_features partition at T: the job computes features; a user with a profile and no
     events gets the none values, a score, and the lapsed tier."""
-    write_events(spark, registered, [("u4", dt.datetime(2026, 2, 27, 12), "purchase", 12.0)])
-    write_users(spark, registered, ["u2", "u4"])
+    store_events(spark, registered, [event("u4", dt.datetime(2026, 2, 27, 12), "purchase", 12.0)],
+                 [profile("u2"), profile("u4")])
     run_scoring(spark, registered, T1)
     got = scores_at(spark, registered, T1)
     assert got["user_id"].tolist() == ["u2", "u4"]
@@ -278,7 +226,7 @@ def test_features_the_model_lacks_are_refused_and_nothing_written(spark: SparkSe
 
 
 def test_an_empty_population_is_an_error(spark: SparkSession, registered: Config) -> None:
-    write_events(spark, registered, [("u9", dt.datetime(2026, 3, 10, 12), "view", None)])  # after T1
+    store_events(spark, registered, [event("u9", dt.datetime(2026, 3, 10, 12), "view")])  # after T1
     with pytest.raises(InputError, match=r"^score at 2026-03-01: no events in its feature window "
                                          r"\[2025-09-02, 2026-03-01\) \(the events span 2026-03-10 to 2026-03-10\); "
                                          r"nothing to score$"):
@@ -290,9 +238,9 @@ def test_a_date_whose_window_holds_no_events_is_refused_before_writing(
         spark: SparkSession, registered: Config, capsys: pytest.CaptureFixture[str]) -> None:
     """Today 2030-01-01 scores everyone "lapsed" with cut-offs 1.0 and exits 0. The window is
     [T - history_days, T): one event on its first day is enough to score."""
-    write_events(spark, registered, [("u1", dt.datetime(2026, 2, 27, 12), "purchase", 12.0),
-                                     ("u2", dt.datetime(2026, 6, 1, 23, 59), "view", None)])
-    write_users(spark, registered, ["u1", "u2", "u3"])
+    store_events(spark, registered, [event("u1", dt.datetime(2026, 2, 27, 12), "purchase", 12.0),
+                                     event("u2", dt.datetime(2026, 6, 1, 23, 59), "view")],
+                 [profile("u1"), profile("u2"), profile("u3")])
     far = dt.date(2030, 1, 1)
     line = ("score at 2030-01-01: no events in its feature window [2029-07-05, 2030-01-01) "
             "(the events span 2026-02-27 to 2026-06-01); nothing to score")
@@ -306,26 +254,6 @@ def test_a_date_whose_window_holds_no_events_is_refused_before_writing(
 
     edge = dt.date(2026, 6, 1) + dt.timedelta(days=180)  # the window starts on the day of u2's view
     assert run_scoring(spark, registered, edge).users == 3
-
-
-def write_events(spark: SparkSession, config: Config, rows: list[tuple]) -> None:
-    events: DataFrame = spark.createDataFrame(
-        [(f"e{i}", user, time, kind, "s1", "p1", "A", "web", price, 1 if price else None)
-         for i, (user, time, kind, price) in enumerate(rows)],
-        "event_id string, user_id string, event_time timestamp, event_type string, session_id string, "
-        "product_id string, category string, channel string, price double, quantity int")
-    full = events.select(*[F.col(f.name).cast(f.dataType) if f.name in events.columns
-                           else F.lit(None).cast(f.dataType).alias(f.name)
-                           for f in tables.SPECS["events"].schema.fields])
-    full = full.withColumn("event_date", F.to_date("event_time"))
-    tables.ensure_table(spark, config, "events")
-    tables.append(full, config, "events")
-
-
-def write_users(spark: SparkSession, config: Config, users: list[str]) -> None:
-    rows = [(u, dt.datetime(2026, 1, 1), "female", 30, "UK", "gold", "test", dt.datetime(2026, 1, 1)) for u in users]
-    tables.ensure_table(spark, config, "users")
-    tables.append(spark.createDataFrame(rows, tables.SPECS["users"].schema), config, "users")
 
 
 def test_an_empty_tracking_location_is_refused_in_one_line_and_left_uncreated(

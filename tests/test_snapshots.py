@@ -5,32 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.snapshots import run_features, run_labels
 from churn_spark.tables import read_table, table_exists
-from tests.test_features import T, U1, U4, USERS, make_events, make_users
+from tests.builders import event, store_events
+from tests.test_features import T, U1, U4, USERS
 
 T2 = T - dt.timedelta(days=14)
-
-
-def _store(spark: SparkSession, config: Config, events: DataFrame, users: DataFrame | None = None) -> None:
-    stored = events.select(
-        F.sha2(F.concat_ws("|", "user_id", F.col("event_time").cast("string"), "event_type"), 256).alias("event_id"),
-        *[c for c in tables.SPECS["events"].schema.fieldNames()
-          if c in events.columns and c != "event_id"],
-        F.lit("test").alias("source"), F.current_timestamp().alias("ingested_at"),
-        F.to_date("event_time").alias("event_date"))
-    tables.ensure_table(spark, config, "events")
-    tables.append(stored.select(*tables.SPECS["events"].schema.fieldNames()), config, "events")
-    if users is not None:
-        tables.ensure_table(spark, config, "users")
-        tables.append(users.select("*", F.lit("test").alias("source"), F.current_timestamp().alias("updated_at")),
-                      config, "users")
 
 
 def _partition(spark: SparkSession, config: Config, day: dt.date) -> list:
@@ -38,21 +23,21 @@ def _partition(spark: SparkSession, config: Config, day: dt.date) -> list:
 
 
 def test_rerunning_a_date_replaces_exactly_its_partition(spark: SparkSession, config: Config) -> None:
-    _store(spark, config, make_events(spark, U1), make_users(spark, USERS))
+    store_events(spark, config, U1, USERS)
     assert run_features(spark, config, [T, T2]) == 4  # T: u1, u2; T2: u1, u2
     first_t, first_t2 = _partition(spark, config, T), _partition(spark, config, T2)
 
     run_features(spark, config, [T])
     assert _partition(spark, config, T) == first_t and _partition(spark, config, T2) == first_t2
 
-    _store(spark, config, make_events(spark, U4))  # a new user, active just before T
+    store_events(spark, config, U4)  # a new user, active just before T
     run_features(spark, config, [T])
     assert [r.user_id for r in _partition(spark, config, T)] == ["u1", "u2", "u4"]
     assert _partition(spark, config, T2) == first_t2
 
 
 def test_labels_refuse_an_incomplete_window_before_writing(spark: SparkSession, config: Config) -> None:
-    _store(spark, config, make_events(spark, U1))
+    store_events(spark, config, U1)
     with pytest.raises(InputError, match=r"^snapshot 2026-03-01: label window \[2026-03-01, 2026-03-31\) is not "):
         run_labels(spark, config, [T])
     assert not table_exists(spark, config, "training_set")
@@ -66,16 +51,15 @@ def test_jobs_need_an_events_table(spark: SparkSession, config: Config) -> None:
 def test_labels_report_and_store_each_snapshots_eligible_users_and_churn_rate(
         spark: SparkSession, config: Config) -> None:
     def buy(user: str, when: str) -> tuple:
-        return (user, dt.datetime.fromisoformat(when), "purchase", f"s-{user}-{when}", "p1", "A", "app",
-                10.0, 1, None, None, None)
+        return event(user, when, price=10.0)
 
     view = ("u8", dt.datetime(2026, 2, 20, 10), "view", "v8", "p1", "A", "app", None, None, 5.0, None, None)
-    _store(spark, config, make_events(spark, [
+    store_events(spark, config, [
         buy("u5", "2026-02-01 10:00:00"),                                    # T2 and T: churns
         buy("u6", "2026-02-01 10:00:00"), buy("u6", "2026-03-10 10:00:00"),  # T2 and T: stays
         buy("u7", "2026-02-20 10:00:00"), buy("u7", "2026-04-20 10:00:00"),  # T: churns; not eligible at T2
         view,                                                                # never eligible (no purchase)
-    ]))
+    ])
     run = run_labels(spark, config, [T2, T])
 
     assert run.rows == 5

@@ -64,6 +64,7 @@ def retail(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tup
     return config, ingest(spark, config, str(ONLINE_RETAIL), source="online_retail")
 
 
+@pytest.mark.slow
 @needs_data
 def test_online_retail_lands_in_the_contract(spark: SparkSession, retail: tuple[Config, list]) -> None:
     expected = _expected_counts(str(ONLINE_RETAIL))
@@ -99,6 +100,7 @@ def _expected_snapshot(path: str) -> tuple[dict[str, float], dict[str, int]]:
     return spend, {user: int(user not in after) for user in spend}
 
 
+@pytest.mark.slow
 @needs_data
 def test_features_and_labels_on_real_data(spark: SparkSession, retail: tuple[Config, list]) -> None:
     config, _ = retail
@@ -109,7 +111,8 @@ def test_features_and_labels_on_real_data(spark: SparkSession, retail: tuple[Con
     features = read_table(spark, config, "user_features")
     # No page views, reviews or service contacts in this source: those features are "none".
     assert features.where("views_90d != 0 OR view_seen != 0 OR days_since_last_view != 180 OR reviews_90d != 0 "
-                          "OR sentiment_mean_90d != 0 OR service_contacts_90d != 0 OR dwell_total_90d != 0").count() == 0
+                          "OR sentiment_mean_90d != 0 OR service_contacts_90d != 0 "
+                          "OR dwell_total_90d != 0").count() == 0
     stored = {r.user_id: r.spend_90d for r in features.where("spend_90d > 0").select("user_id", "spend_90d").collect()}
     assert stored == pytest.approx(spend)
     training = read_table(spark, config, "training_set")

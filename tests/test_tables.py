@@ -23,10 +23,8 @@ from churn_spark.errors import StorageError
 from churn_spark.ingest import ingest
 from churn_spark.score import Scorer, run_scoring
 from churn_spark.tables import storage_failure
+from tests.builders import A, B, C, LAPSED, T1, T2, frame, lr_bundle, scores_at, store_features
 from tests.conftest import ROOT, TEST_SETTINGS
-from tests.test_score import A, B, C, LAPSED, frame, lr_bundle, registered, scores_at, store_features  # noqa: F401
-
-T1, T2 = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
 
 # A scoring worker in a process of its own (its own JVM, local[1]): it builds its session, says
 # it is ready, and scores once told to go, so that both workers' transactions overlap.
@@ -47,7 +45,8 @@ print(run_scoring(spark, config, dt.date.fromisoformat(day)).users)
 """
 
 
-def _score_concurrently(config: Config, days: tuple[dt.date, dt.date], folder: Path) -> list[subprocess.CompletedProcess]:
+def _score_concurrently(config: Config, days: tuple[dt.date, dt.date],
+                        folder: Path) -> list[subprocess.CompletedProcess]:
     overrides = [*TEST_SETTINGS, "spark.master=local[1]", "spark.settings.spark.driver.memory=1g",
                  f"lakehouse={config.lakehouse}", f"mlflow.tracking_uri={config.mlflow.tracking_uri}",
                  "score.tiers_by=probability", "score.high=0.8", "score.medium=0.3"]
@@ -73,8 +72,9 @@ def _retried(results: list[subprocess.CompletedProcess]) -> bool:
     return any("a concurrent commit won" in r.stderr for r in results)
 
 
+@pytest.mark.slow
 def test_two_score_runs_of_one_date_leave_that_dates_rows_once(
-        spark: SparkSession, registered: Config, tmp_path: Path) -> None:  # noqa: F811
+        spark: SparkSession, registered: Config, tmp_path: Path) -> None:
     """Both rescore T1 at once: the loser of the commit (ConcurrentAppendException on today's
     code, a traceback) retries its idempotent replaceWhere; T1 holds each user once."""
     store_features(spark, registered, T1, {"a": A, "b": B, "c": C, "l": LAPSED})
@@ -90,8 +90,9 @@ def test_two_score_runs_of_one_date_leave_that_dates_rows_once(
     assert tables.read_table(spark, registered, "churn_scores").count() == 4
 
 
+@pytest.mark.slow
 def test_two_runs_creating_the_scores_table_both_keep_their_rows(
-        spark: SparkSession, registered: Config, tmp_path: Path) -> None:  # noqa: F811
+        spark: SparkSession, registered: Config, tmp_path: Path) -> None:
     """No churn_scores table yet; T1 and T2 are scored at once: both create it (one loses with
     ProtocolChangedException today, and its rows with it) and both dates are stored."""
     store_features(spark, registered, T1, {"a": A, "b": B})
@@ -127,7 +128,7 @@ def _settings(lakehouse: Path, *extra: str) -> list[str]:
 
 
 def test_a_lakehouse_that_is_a_file_is_named_in_one_line(
-        spark: SparkSession, registered: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        spark: SparkSession, registered: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Today: ingest ends in a Delta traceback and score says "no events table; run churn-spark
     ingest first"; both name the file that stands where the lakehouse should be."""
     lakehouse = tmp_path / "lakehouse-file"
@@ -190,7 +191,7 @@ def test_a_read_only_and_a_full_lakehouse_are_one_line_each(tmp_path: Path) -> N
              f"exec {sys.executable} {script}")
     result = subprocess.run(["unshare", "-m", "sh", "-c", shell], cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
-    assert [l for l in result.stdout.splitlines() if l.startswith("exit")] == ["exit 2", "exit 2"], \
+    assert [line for line in result.stdout.splitlines() if line.startswith("exit")] == ["exit 2", "exit 2"], \
         result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("churn-spark: error:")]
     assert errors[0] == f"churn-spark: error: lakehouse {readonly}: {readonly} is not writable (read-only)"

@@ -19,6 +19,8 @@ from churn_spark.train.distributed import launch
 from churn_spark.train.feed import make_converter
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains in processes of its own (DDP ranks, torchrun, a killed run)
+
 
 def _labelled(spark: SparkSession, seed: int, rows: int) -> DataFrame:
     """A learnable task: the label follows a logistic model of two numerics and a category."""

@@ -14,7 +14,6 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
-from churn_spark import tables
 from churn_spark.cli import main
 from churn_spark.config import Config, load_config
 from churn_spark.contract import SPARK_TYPES
@@ -28,6 +27,7 @@ from churn_spark.tables import read_table
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.job import evaluate_run, run_training
 from churn_spark.train.tracking import tracking_uri
+from tests.builders import store_dates
 from tests.conftest import ROOT, TEST_SETTINGS
 
 SNAPSHOTS = [dt.date(2026, 2, 26) + dt.timedelta(days=14 * k) for k in range(7)]
@@ -46,6 +46,7 @@ def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tu
     return config, run_training(spark, config)
 
 
+@pytest.mark.slow
 def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> None:
     _, result = trained
     models = result["metrics"]["models"]
@@ -55,6 +56,7 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
 
 
+@pytest.mark.slow
 def test_report_and_evaluate_agree(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     config, result = trained
     latest = Path(config.location("reports")) / "latest"
@@ -62,6 +64,7 @@ def test_report_and_evaluate_agree(spark: SparkSession, trained: tuple[Config, d
     assert evaluate_run(spark, config) == result["metrics"]
 
 
+@pytest.mark.slow
 def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     config, result = trained
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
@@ -74,6 +77,7 @@ def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: t
     assert version.tags["features"].split(",") == bundle.features
 
 
+@pytest.mark.slow
 def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     """The whole population at the last snapshot, features computed from the events (there is no
     user_features table here), scored by the Spark job: sampled users equal the pyfunc's output."""
@@ -115,7 +119,7 @@ def write_small_training_set(spark: SparkSession, config: Config, labels: dict[d
               "string": lambda: str(random.choice(["gold", "silver"]))}
     rows = [(f"u{k}", day, label, *[values[f.dtype]() for f in features])
             for day, day_labels in labels.items() for k, label in enumerate(day_labels)]
-    tables.replace_dates(spark.createDataFrame(rows, schema), config, "training_set", list(labels))
+    store_dates(spark, config, "training_set", rows, schema, list(labels))
 
 
 @pytest.fixture

@@ -1,0 +1,157 @@
+"""Builders the tests share: typed events and profiles, the Delta writers that store them, and a
+logistic regression with hand-set weights (registered in MLflow by conftest's ``registered``).
+
+The model's weights and the users A, B, C and LAPSED are set by hand, so every probability,
+contribution and reason that the scoring, alerts and report tests expect is computed on paper.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from churn_spark import tables
+from churn_spark.config import Config
+from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
+from churn_spark.generate import GenerateSpec, generate
+from churn_spark.train.bundle import Bundle
+from churn_spark.train.model import build_model
+from churn_spark.train.preprocess import Preprocessing
+from churn_spark.train.tracking import register_bundle
+
+# --- typed events and profiles, and the Delta writer that stores them ----------------------------
+
+EVENT_COLUMNS = ("user_id string, event_time timestamp, event_type string, session_id string, "
+                 "product_id string, category string, channel string, price double, quantity int, "
+                 "dwell_seconds double, rating int, review_text string")
+USER_COLUMNS = ("user_id string, signup_time timestamp, gender string, age int, region string, "
+                "membership_level string")
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def make_events(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    """Events as the contract types them, one tuple a row in ``EVENT_COLUMNS`` order."""
+    return spark.createDataFrame(rows, EVENT_COLUMNS)
+
+
+def make_users(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, USER_COLUMNS)
+
+
+def event(user: str, when: str | dt.datetime, kind: str = "purchase", price: float = 1.0) -> tuple:
+    """One event row (``EVENT_COLUMNS``) in a session of its own; a purchase costs ``price``, quantity 1."""
+    when = at(when) if isinstance(when, str) else when
+    bought = kind == "purchase"
+    return (user, when, kind, f"s-{user}-{when}", "p1", "A", "app", price if bought else None,
+            1 if bought else None, None, None, None)
+
+
+def profile(user: str) -> tuple:
+    """A profile row (``USER_COLUMNS``): signed up on 2026-01-01, female, 30, UK, gold."""
+    return (user, dt.datetime(2026, 1, 1), "female", 30, "UK", "gold")
+
+
+def generated(spark: SparkSession, spec: GenerateSpec) -> tuple[DataFrame, DataFrame]:
+    """Generated events and profiles, typed: the events that pass every contract rule, once each,
+    and the profiles that carry a user id."""
+    raw_events, raw_users = generate(spark, spec)
+    rows = raw_events.select(*raw_events.columns, F.lit("").alias(RECORD), F.lit("").alias(SOURCE_FILE))
+    events = validate_events(rows, dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)).where(
+        F.size("reasons") == 0).dropDuplicates(["event_id"]).drop("reasons", RECORD, SOURCE_FILE)
+    users = raw_users.where("user_id != ''").select(
+        "user_id", F.col("signup_time").cast("timestamp"), "gender", F.col("age").cast("int"), "region",
+        "membership_level")
+    return events, users
+
+
+def write_jsonl(path: Path, rows: list[dict], extra_lines: tuple[str, ...] = ()) -> str:
+    """A landing file of JSON lines (one a row, then ``extra_lines`` as they are); its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([json.dumps(r, ensure_ascii=False) for r in rows] + list(extra_lines)) + "\n")
+    return str(path)
+
+
+def store_events(spark: SparkSession, config: Config, events: DataFrame | list[tuple],
+                 users: DataFrame | list[tuple] | None = None) -> None:
+    """Append typed events (and profiles), frames or rows, to the lakehouse's events (and users)
+    tables as ingest stores them: an event id from the user, time and type, source ``test``."""
+    events = make_events(spark, events) if isinstance(events, list) else events
+    users = make_users(spark, users) if isinstance(users, list) else users
+    stored = events.select(
+        F.sha2(F.concat_ws("|", "user_id", F.col("event_time").cast("string"), "event_type"), 256).alias("event_id"),
+        *[c for c in tables.SPECS["events"].schema.fieldNames()
+          if c in events.columns and c != "event_id"],
+        F.lit("test").alias("source"), F.current_timestamp().alias("ingested_at"),
+        F.to_date("event_time").alias("event_date"))
+    tables.ensure_table(spark, config, "events")
+    tables.append(stored.select(*tables.SPECS["events"].schema.fieldNames()), config, "events")
+    if users is not None:
+        tables.ensure_table(spark, config, "users")
+        tables.append(users.select("*", F.lit("test").alias("source"), F.current_timestamp().alias("updated_at")),
+                      config, "users")
+
+
+def store_dates(spark: SparkSession, config: Config, name: str, rows: list[tuple], schema: str | StructType,
+                days: list[dt.date]) -> None:
+    """Replace the ``days`` partitions of table ``name`` with ``rows``."""
+    tables.replace_dates(spark.createDataFrame(rows, schema), config, name, days)
+
+
+# --- a logistic regression with hand-set weights, and the users it scores -----------------------
+
+T1, T2 = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
+PREP = Preprocessing(
+    numeric={"days_since_last_purchase": (20.0, 10.0), "purchases_trend_30d": (0.0, 0.5), "spend_30d": (100.0, 50.0)},
+    categorical={"membership_level": ["gold", "silver"]},
+)
+FEATURE_COLUMNS = ("user_id string, snapshot_date date, days_since_last_purchase double, purchase_seen int, "
+                   "purchases_trend_30d double, spend_30d double, spend_90d double, membership_level string")
+# logit = -1 + 1.0 z(days) - 2.0 z(trend) - 0.5 z(spend) + {gold: 0.4, silver: -0.4} (mean of known: 0)
+A = (50.0, 1, -0.6, 50.0, 100.0, "gold")      # 3 + 2.4 + 0.5 + 0.4 - 1 = 5.3
+B = (10.0, 1, 0.2, 250.0, 200.0, "silver")    # -1 - 0.8 - 1.5 - 0.4 - 1 = -4.7
+C = (20.0, 1, 0.0, 100.0, 40.0, "gold")       # 0.4 - 1 = -0.6
+LAPSED = (180.0, 0, 0.0, 0.0, 0.0, "gold")    # no purchase in the lookback: outside the population
+
+
+def lr_bundle(prep: Preprocessing = PREP, weights: tuple[float, ...] = (1.0, -2.0, -0.5),
+              category: tuple[float, ...] = (0.0, 0.4, -0.4), bias: float = -1.0) -> Bundle:
+    """A logistic regression with hand-set weights (``category``: unknown slot first)."""
+    network = build_model("lr", len(prep.numeric), prep.cardinalities(), torch.device("cpu"))
+    with torch.no_grad():
+        network.linear.weight.copy_(torch.tensor([list(weights)]))
+        network.linear.bias.fill_(bias)
+        network.category_weights[0].weight.copy_(torch.tensor([[w] for w in category]))
+    return Bundle("lr", network.state_dict(), prep, threshold=0.5)
+
+
+def register(config: Config, bundle: Bundle, path: Path) -> str:
+    """Save ``bundle`` to ``path`` and register it in ``config``'s MLflow registry; its version."""
+    bundle.save(str(path))
+    return register_bundle(config, path)
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    """Feature rows (A, B, C, LAPSED, ...) as the pandas frame ``Scorer.predict`` takes."""
+    return pd.DataFrame(rows, columns=["days_since_last_purchase", "purchase_seen", "purchases_trend_30d",
+                                       "spend_30d", "spend_90d", "membership_level"])
+
+
+def store_features(spark: SparkSession, config: Config, day: dt.date, users: dict[str, tuple]) -> None:
+    """The user_features partition of ``day``: one row per user id, its feature tuple (A, B, ...)."""
+    store_dates(spark, config, "user_features", [(user, day, *values) for user, values in users.items()],
+                FEATURE_COLUMNS, [day])
+
+
+def scores_at(spark: SparkSession, config: Config, day: dt.date) -> pd.DataFrame:
+    return (tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(day))
+            .drop("scored_at").toPandas().sort_values("user_id").reset_index(drop=True))
