@@ -73,6 +73,7 @@ def alerts_at(spark: SparkSession, config: Config, day: dt.date) -> list[tuple]:
     return sorted((r.user_id, r.alert_reason, r.suggested_action) for r in rows)
 
 
+@pytest.mark.slow
 def test_alerts_job_alerts_each_user_once_and_summarises(spark: SparkSession, registered: Config) -> None:
     # probability tiers: high >= 0.8, medium >= 0.3 (see the fixture); C at T2: days 30 -> p 0.60
     c_later = (30.0, *C[1:])
@@ -135,6 +136,7 @@ def modes(folder: Path) -> set[tuple[str, int]]:
     return {("folder" if p.is_dir() else "file", stat.S_IMODE(p.stat().st_mode)) for p in [folder, *folder.rglob("*")]}
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_scores_is_flagged_by_the_next_run_and_the_report(
         spark: SparkSession, registered: Config, caplog: pytest.LogCaptureFixture) -> None:
     for day in (T1, T2, T3):
@@ -162,6 +164,7 @@ def test_a_run_killed_after_its_scores_is_flagged_by_the_next_run_and_the_report
         (T1, "complete", None), (T2, "complete", T1), (T3, "complete", T2)]
 
 
+@pytest.mark.slow
 def test_scoring_an_earlier_date_flags_the_later_dates_alerts_until_they_are_recomputed(
         spark: SparkSession, registered: Config) -> None:
     store_features(spark, registered, T1, {"a": A, "b": A})  # both high at T1
@@ -253,6 +256,7 @@ def test_what_a_killed_swap_leaves_is_put_right_before_the_next_write(tmp_path: 
     assert exported(str(root)) == [ExportInfo("2026-03-01", True)]
 
 
+@pytest.mark.slow
 def test_exports_are_private_and_turning_pseudonymisation_on_offers_a_rewrite(
         spark: SparkSession, registered: Config, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ def generated(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
     return events.cache(), users.cache()
 
 
+@pytest.mark.slow
 def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession, generated) -> None:
     events, users = generated
     again_events, again_users = generate(spark, SPEC)

@@ -183,6 +183,7 @@ def test_one_user_out_of_range_never_stops_the_scoring_run(spark: SparkSession, 
     assert (got["churn_probability"][1], list(got["top_reasons"][1])) == (1.0, ["membership level: gold"])
 
 
+@pytest.mark.slow
 def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, registered: Config) -> None:
     store_features(spark, registered, T1, {"a": A, "b": B})
     store_features(spark, registered, T2, {"a": B, "b": A, "c": C})
@@ -195,6 +196,7 @@ def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, regi
     assert tables.read_table(spark, registered, "churn_scores").count() == 5
 
 
+@pytest.mark.slow
 def test_users_without_events_are_scored_from_computed_features(spark: SparkSession, registered: Config) -> None:
     """No user_features partition at T: the job computes features; a user with a profile and no
     events gets the none values, a score, and the lapsed tier."""
@@ -234,6 +236,7 @@ def test_an_empty_population_is_an_error(spark: SparkSession, registered: Config
     assert not tables.table_exists(spark, registered, "churn_scores")
 
 
+@pytest.mark.slow
 def test_a_date_whose_window_holds_no_events_is_refused_before_writing(
         spark: SparkSession, registered: Config, capsys: pytest.CaptureFixture[str]) -> None:
     """Today 2030-01-01 scores everyone "lapsed" with cut-offs 1.0 and exits 0. The window is
