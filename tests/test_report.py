@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import SparkSession
 
 from churn_spark.alerts import run_alerts
@@ -11,6 +12,7 @@ from churn_spark.score import run_scoring
 from tests.builders import A, B, T1, T2, store_features
 
 
+@pytest.mark.slow
 def test_a_report_of_an_older_date_leaves_the_latest_page_alone(spark: SparkSession, registered: Config) -> None:
     for day in (T1, T2):
         store_features(spark, registered, day, {"a": A, "b": B})
