@@ -241,7 +241,8 @@ def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key
 
 
 def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date]) -> int:
-    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction).
+    """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction),
+    with ``frame`` held to the table's schema (``conform``).
 
     Returns
     -------
@@ -249,6 +250,7 @@ def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: S
         The rows this write committed (found in the table's history by a tag of its own, so a
         concurrent writer's commit is never counted).
     """
+    frame = conform(frame, config, name)
     dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
     tag = f"churn-spark replace {uuid.uuid4()}"
     writer = (frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date")

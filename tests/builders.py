@@ -20,6 +20,7 @@ from pyspark.sql.types import StructType
 from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
+from churn_spark.features import catalogue
 from churn_spark.generate import GenerateSpec, generate
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.model import build_model
@@ -103,8 +104,23 @@ def store_events(spark: SparkSession, config: Config, events: DataFrame | list[t
 
 def store_dates(spark: SparkSession, config: Config, name: str, rows: list[tuple], schema: str | StructType,
                 days: list[dt.date]) -> None:
-    """Replace the ``days`` partitions of table ``name`` with ``rows``."""
-    tables.replace_dates(spark.createDataFrame(rows, schema), config, name, days)
+    """Replace the ``days`` partitions of table ``name`` with ``rows``, through the table owner.
+
+    ``rows`` hold the columns a test cares about; every other column of the table gets the
+    feature's "none" value (the value of a user with no events) or, outside the feature
+    catalogue, null: the rows the jobs would store.
+    """
+    frame = spark.createDataFrame(rows, schema)
+    nones = {f.name: f.none for f in catalogue(config.features)}
+    rest = [F.lit(nones.get(f.name)).cast(f.dataType).alias(f.name)
+            for f in tables.table_spec(config, name).schema.fields if f.name not in frame.columns]
+    tables.replace_dates(frame.select("*", *rest), config, name, days)
+
+
+def store_legacy(frame: DataFrame, config: Config, name: str) -> None:
+    """Write ``frame`` as table ``name`` the way another version of the project could have left it
+    (other columns than the owner declares): plain Delta, past the owner's schema check."""
+    frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date").save(config.table(name))
 
 
 # --- a logistic regression with hand-set weights, and the users it scores -----------------------

@@ -23,7 +23,7 @@ from churn_spark.exports import ExportInfo, exported, recover, swap_in
 from churn_spark.report import write_manager_report
 from churn_spark.runs import incomplete_runs
 from churn_spark.score import run_scoring
-from tests.builders import A, B, C, LAPSED, T1, T2, store_features
+from tests.builders import A, B, C, LAPSED, T1, T2, store_features, store_legacy
 
 T3 = dt.date(2026, 3, 29)
 SCORES = ("user_id string, snapshot_date date, churn_probability double, risk_tier string, "
@@ -200,7 +200,7 @@ def test_a_score_runs_table_from_before_run_status_gains_the_columns(spark: Spar
     legacy = spark.createDataFrame([(T1, "1", 1, 1, 0, 0, 0, 1, 100.0, AT)], (
         "snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, low bigint, "
         "lapsed bigint, new_alerts bigint, revenue_at_risk double, recorded_at timestamp"))
-    tables.replace_dates(legacy, registered, "score_runs", [T1])  # as run_alerts wrote it before
+    store_legacy(legacy, registered, "score_runs")  # as run_alerts wrote it before
     assert run_alerts(spark, registered, T2).warnings == ()  # the legacy row counts as complete
     runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
     assert [(r.snapshot_date, r.new_alerts, r.status, r.previous_snapshot) for r in runs] == [

@@ -29,6 +29,7 @@ from churn_spark.train.bundle import Bundle
 from churn_spark.train.preprocess import Preprocessing, to_arrays
 from tests.builders import (
     A, B, C, LAPSED, PREP, T1, T2, event, frame, lr_bundle, profile, scores_at, store_events, store_features,
+    store_legacy,
 )
 
 
@@ -221,7 +222,7 @@ def test_features_the_model_lacks_are_refused_and_nothing_written(spark: SparkSe
                                  "user_id string, snapshot_date date, days_since_last_purchase double, "
                                  "purchase_seen int, purchases_trend_30d double, spend_90d double, "
                                  "membership_level string")
-    tables.replace_dates(rows, registered, "user_features", [T1])
+    store_legacy(rows, registered, "user_features")  # features of another catalogue
     with pytest.raises(InputError, match=r"model version 1 does not fit .*: missing feature\(s\) spend_30d$"):
         run_scoring(spark, registered, T1)
     assert not tables.table_exists(spark, registered, "churn_scores")
