@@ -146,10 +146,11 @@ def test_each_row_once_per_epoch_across_ranks_plus_the_wrapped_padding(uneven, w
 
 
 def test_uneven_row_groups_give_every_rank_the_same_steps(uneven) -> None:
-    # 1500, 400 and 101 rows over 2 ranks: by row group 1500 vs 501; cut by rows, 1001 each.
+    # 1500, 400 and 101 rows over 2 ranks: by row group 1500 vs 501 (12 vs 5 steps); split exactly
+    # 1000 vs 1001 (8 vs 9); padded, 1001 each.
     for seed in range(6):  # every order of the three row groups
-        steps = [len(_read(uneven, rank, 2, seed=seed)) for rank in range(2)]
-        assert steps == [8, 8], seed
+        steps = [len(_read(uneven, rank, 2, seed=seed, batch=125)) for rank in range(2)]
+        assert steps == [9, 9], seed
 
 
 def test_validation_order_splits_the_rows_exactly(uneven) -> None:
@@ -197,7 +198,7 @@ def _ddp_rank(rank: int, address: str, cache: ArrowCache, out: str) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     steps, rows = 0, []
     for epoch in range(2):
-        with open_batches(cache, batch_size=64, rank=rank, world_size=2, shuffle_seed=epoch) as batches:
+        with open_batches(cache, batch_size=50, rank=rank, world_size=2, shuffle_seed=epoch) as batches:
             for batch in batches:
                 optimizer.zero_grad()
                 model(batch["x"].unsqueeze(1)).sum().backward()
@@ -225,7 +226,8 @@ def test_two_gloo_ranks_on_uneven_shards_finish(uneven, tmp_path: Path) -> None:
                 process.kill()
             pytest.fail("the DDP ranks did not finish in 240 s (uneven steps hang an all-reduce)")
     ranks = [json.loads((tmp_path / f"rank.{r}").read_text()) for r in range(2)]
-    assert ranks[0]["steps"] == ranks[1]["steps"] == 2 * 16  # 1001 rows per rank and epoch, batches of 64
+    # 1001 rows per rank and epoch in batches of 50 (unpadded, 1000 vs 1001 rows would be 20 vs 21 steps).
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 2 * 21
     seen = collections.Counter(ranks[0]["rows"] + ranks[1]["rows"])
     assert set(seen) == set(range(2001)) and sum(seen.values()) == 2 * 2002
 
