@@ -130,6 +130,7 @@ def main(rows: int, epochs: int, repeats: int, row_group_mb: float, ddp_too: boo
         for name, feed in feeds.items():
             seconds[name].append(_epochs(lambda epoch, feed=feed: open_batches(feed, BATCH, shuffle_seed=epoch), epochs))
         seconds["memory"].append(_epochs(memory, epochs))
+        print("repeat:", ", ".join(f"{name} {s[-1]:.2f} s/epoch" for name, s in seconds.items()), flush=True)
     ddp = {}
     if ddp_too:
         valid = make_converter(_table(spark, rows // 10).repartition(2), f"file://{folder}/cache")

@@ -83,21 +83,28 @@ def test_reader_url_maps_spark_locations_for_fsspec() -> None:
     for same in ("file:/tmp/cache/x", "file:///tmp/cache/x", "s3a://bucket/churn/cache/x", "hdfs://nn/x"):
         assert reader_url(same) == same
     assert fsspec.core.url_to_fs("file:/tmp/cache/x")[1] == "/tmp/cache/x"  # Spark's one-slash form
-    assert fsspec.core.url_to_fs("s3a://bucket/churn/x", anon=True)[1] == "bucket/churn/x"
+
+
+def test_fsspec_reads_spark_s3a_as_s3() -> None:
+    s3fs = pytest.importorskip("s3fs")
+    filesystem, path = fsspec.core.url_to_fs("s3a://bucket/churn/x", anon=True)
+    assert (type(filesystem), path) == (s3fs.S3FileSystem, "bucket/churn/x")
 
 
 # -- arrow: a cache written by Spark -----------------------------------------------------------
 
 def _frame(spark: SparkSession, sizes: list[int]) -> DataFrame:
-    """One partition (so one file, one row group) per size: row (id), x (a double), c (an int)."""
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(spark.range(start, start + size, numPartitions=1))
-        start += size
-    frame = parts[0]
-    for part in parts[1:]:
-        frame = frame.union(part)
-    return frame.select(F.col("id").alias("row"), (F.col("id") / 4).alias("x"), (F.col("id") % 3).cast("int").alias("c"))
+    """One partition (so one file, one row group) per size, in id order: row (id), x (a double), c (an int)."""
+    keys: dict[int, int] = {}  # partition -> a key that Spark's hash partitioning sends there
+    for found in spark.range(100).select("id", F.pmod(F.hash(F.col("id").cast("int")), F.lit(len(sizes)))).collect():
+        keys.setdefault(found[1], found[0])
+    bucket, end = F.lit(keys[len(sizes) - 1]), sum(sizes)
+    for part in reversed(range(len(sizes) - 1)):
+        end -= sizes[part + 1]
+        bucket = F.when(F.col("id") < end, keys[part]).otherwise(bucket)
+    frame = spark.range(sum(sizes)).withColumn("key", bucket.cast("int")).repartition(len(sizes), "key")
+    return frame.sortWithinPartitions("id").select(F.col("id").alias("row"), (F.col("id") / 4).alias("x"),
+                                                   (F.col("id") % 3).cast("int").alias("c"))
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +226,12 @@ def test_two_gloo_ranks_on_uneven_shards_finish(uneven, tmp_path: Path) -> None:
     context = torch.multiprocessing.start_processes(
         _ddp_rank, args=(f"tcp://127.0.0.1:{_free_port()}", uneven, str(tmp_path / "rank")), nprocs=2,
         join=False, start_method="spawn")
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480  # a loaded 2-core machine takes minutes to start two ranks
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
             for process in context.processes:
                 process.kill()
-            pytest.fail("the DDP ranks did not finish in 240 s (uneven steps hang an all-reduce)")
+            pytest.fail("the DDP ranks did not finish in 480 s (uneven steps hang an all-reduce)")
     ranks = [json.loads((tmp_path / f"rank.{r}").read_text()) for r in range(2)]
     # 1001 rows per rank and epoch in batches of 50 (unpadded, 1000 vs 1001 rows would be 20 vs 21 steps).
     assert ranks[0]["steps"] == ranks[1]["steps"] == 2 * 21
