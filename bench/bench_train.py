@@ -1,14 +1,16 @@
-"""Training throughput: the Petastorm feed against in-memory tensors, and 2 DDP processes against 1.
+"""Training throughput: each feed against in-memory tensors, and 2 DDP processes against 1.
 
     .venv/bin/python bench/bench_train.py [--rows 200000] [--epochs 3] [--repeats 3] [--batch 256]
+        [--row-group-mb 8] [--no-ddp]
 
 Data: a training-set-shaped table made by Spark (74 standardised numeric columns, 6
-category indices, a label that depends on them), converted once with Petastorm.
+category indices, a label that depends on them), cached once by each feed that runs here
+(petastorm where it imports; the arrow feed always, row groups of ``--row-group-mb``).
 1. Feed: one process trains the MLP for ``--epochs`` passes reading batches through
-   ``open_batches`` (Petastorm, one reader thread, as training does), then the same loop over
-   the same rows already held as torch tensors (the limit). Prints seconds per epoch and the
-   ratio feed / memory (goal <= 1.25).
-2. DDP: the real ``train_fn`` under torchrun with 1 process and with 2 processes (gloo, CPU,
+   ``open_batches`` (one reader thread, as training does), feed after feed, then the same loop
+   over the same rows already held as torch tensors (the limit). Prints seconds per epoch and
+   the ratio feed / memory (goals: petastorm <= 1.25, arrow <= 1.1).
+2. DDP (unless ``--no-ddp``): the real ``train_fn`` under torchrun, reading the ``auto`` feed, with 1 process and with 2 processes (gloo, CPU,
    OMP_NUM_THREADS=1 each, as TorchDistributor sets), the same data and epochs; throughput =
    training rows / mean training-pass seconds (start-up excluded). Prints the ratio 2 / 1
    (goal >= 1.6 on 2 cores), and, for reference, 1 process allowed 2 threads.
@@ -32,7 +34,8 @@ from pyspark.sql import functions as F
 
 from churn_spark.config import load_config
 from churn_spark.spark import get_spark
-from churn_spark.train.feed import make_converter, open_batches
+from churn_spark.train.feed import make_converter, open_batches, petastorm_problem
+from churn_spark.train.feed_arrow import ArrowCache
 from churn_spark.train.loop import Inputs
 from churn_spark.train.model import build_model
 
@@ -105,29 +108,53 @@ def _ddp(params: dict, processes: int, threads: int, folder: Path) -> float:
     return summary["epoch_seconds"]
 
 
-def main(rows: int, epochs: int, repeats: int) -> None:
+def _feeds(spark, rows: int, folder: Path, row_group_mb: float) -> dict:
+    """The training table cached by every feed that runs here (the same rows: one cached frame)."""
+    table = _table(spark, rows).repartition(8).cache()
+    table.count()
+    feeds = {"arrow": ArrowCache.write(table, f"file://{folder}/cache", None, int(row_group_mb * 2**20))}
+    if petastorm_problem() is None:
+        feeds["petastorm"] = make_converter(table, f"file://{folder}/cache", feed="petastorm")
+    table.unpersist()
+    return feeds
+
+
+def main(rows: int, epochs: int, repeats: int, row_group_mb: float, ddp_too: bool) -> None:
     spark = get_spark(load_config(None, ["spark.master=local[2]",
                                          "spark.settings.spark.ui.showConsoleProgress=false"]).spark)
     folder = Path(tempfile.mkdtemp())
-    train = make_converter(_table(spark, rows).repartition(8), f"file://{folder}/cache")
-    valid = make_converter(_table(spark, rows // 10).repartition(2), f"file://{folder}/cache")
-    memory = _InMemory(train)
-    feed_s, memory_s = [], []
-    for _ in range(repeats):
-        feed_s.append(_epochs(lambda epoch: open_batches(train, BATCH, shuffle_seed=epoch), epochs))
-        memory_s.append(_epochs(memory, epochs))
-    params = dict(model="mlp", numeric=NUMERIC, categorical=CATEGORICAL, cardinalities=[6] * 6, seed=0,
-                  learning_rate=0.003, batch_size=BATCH, pos_weight=1.0, epochs=epochs, patience=epochs,
-                  train=train, valid=valid, use_gpu=False, checkpoint=str(folder / "ckpt.pt"))
-    ddp = {label: [statistics.mean(_ddp(params, p, t, folder)) for _ in range(repeats)]
-           for label, p, t in (("1 process, 1 thread", 1, 1), ("2 processes, 1 thread each", 2, 1),
-                               ("1 process, 2 threads", 1, 2))}
-    train.delete()
-    valid.delete()
-    feed, mem = statistics.median(feed_s), statistics.median(memory_s)
+    feeds = _feeds(spark, rows, folder, row_group_mb)
+    memory = _InMemory(feeds["arrow"])
+    seconds: dict[str, list[float]] = {name: [] for name in [*feeds, "memory"]}
+    for _ in range(repeats):  # interleaved, so that the machine's load changes touch every feed alike
+        for name, feed in feeds.items():
+            seconds[name].append(_epochs(lambda epoch, feed=feed: open_batches(feed, BATCH, shuffle_seed=epoch), epochs))
+        seconds["memory"].append(_epochs(memory, epochs))
+        print("repeat:", ", ".join(f"{name} {s[-1]:.2f} s/epoch" for name, s in seconds.items()), flush=True)
+    ddp = {}
+    if ddp_too:
+        valid = make_converter(_table(spark, rows // 10).repartition(2), f"file://{folder}/cache")
+        train = feeds["petastorm" if "petastorm" in feeds else "arrow"]
+        params = dict(model="mlp", numeric=NUMERIC, categorical=CATEGORICAL, cardinalities=[6] * 6, seed=0,
+                      learning_rate=0.003, batch_size=BATCH, pos_weight=1.0, epochs=epochs, patience=epochs,
+                      train=train, valid=valid, use_gpu=False, checkpoint=str(folder / "ckpt.pt"))
+        ddp = {label: [statistics.mean(_ddp(params, p, t, folder)) for _ in range(repeats)]
+               for label, p, t in (("1 process, 1 thread", 1, 1), ("2 processes, 1 thread each", 2, 1),
+                                   ("1 process, 2 threads", 1, 2))}
+        valid.delete()
+    for feed in feeds.values():
+        feed.delete()
+    medians = {name: statistics.median(s) for name, s in seconds.items()}
     print(f"\n{rows:,} rows x {len(NUMERIC) + len(CATEGORICAL)} features, MLP, batch {BATCH}, "
-          f"{epochs} epochs, medians of {repeats}")
-    print(f"feed: Petastorm {feed:.2f} s/epoch, in-memory tensors {mem:.2f} s/epoch, ratio {feed / mem:.2f}")
+          f"{epochs} epochs, medians of {repeats}, arrow row groups of {row_group_mb:g} MiB "
+          f"({len(feeds['arrow'].rows)} row groups)")
+    print(f"in-memory tensors {medians['memory']:.2f} s/epoch (all: {_listed(seconds['memory'])})")
+    for name in feeds:
+        print(f"feed {name}: {medians[name]:.2f} s/epoch, ratio {medians[name] / medians['memory']:.2f} "
+              f"(all: {_listed(seconds[name])})")
+    if not ddp:
+        spark.stop()
+        return
     rates = {label: rows / statistics.median(s) for label, s in ddp.items()}
     for label, rate in rates.items():
         print(f"DDP {label}: {rate:,.0f} rows/s")
@@ -137,12 +164,18 @@ def main(rows: int, epochs: int, repeats: int) -> None:
     spark.stop()
 
 
+def _listed(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=BATCH, help="batch size per process")
+    parser.add_argument("--row-group-mb", type=float, default=8.0, help="the arrow feed's Parquet row groups")
+    parser.add_argument("--no-ddp", action="store_true", help="measure the feeds only")
     args = parser.parse_args()
     BATCH = args.batch
-    main(args.rows, args.epochs, args.repeats)
+    main(args.rows, args.epochs, args.repeats, args.row_group_mb, not args.no_ddp)

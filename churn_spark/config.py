@@ -123,6 +123,8 @@ class TrainConfig(_Section):
     num_processes: int = Field(2, ge=1)
     local_mode: bool = True
     use_gpu: bool = True
+    # auto: petastorm where it imports (pyarrow 14), else the pyarrow.dataset feed (train/feed.py).
+    feed: Literal["auto", "petastorm", "arrow"] = "auto"
     epochs: int = Field(15, ge=1)
     patience: int = Field(3, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -133,6 +135,16 @@ class TrainConfig(_Section):
     cost_false_negative: float = Field(5.0, ge=0)  # a churner missed (expected_cost rule)
     cost_false_positive: float = Field(1.0, ge=0)  # a retention offer to a loyal user
     baseline_max_rows: int = Field(500_000, ge=1000)  # LightGBM trains on the driver
+
+    @field_validator("feed")
+    @classmethod
+    def _feed_runs_here(cls, feed: str) -> str:
+        from churn_spark.train.feed import petastorm_problem
+
+        problem = petastorm_problem() if feed == "petastorm" else None
+        if problem:
+            raise ValueError(f"petastorm cannot be imported here ({problem}); set train.feed to arrow or auto")
+        return feed
 
 
 class ScoreConfig(_Section):

@@ -20,7 +20,7 @@ LAUNCHERS = ("single", "torchrun", "torchdistributor")
 
 def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     """Train one rank (or the only process) from ``params``; return the run's summary."""
-    import churn_spark.train.feed  # noqa: F401  (petastorm's thread-pool fix, in this process too)
+    # (A petastorm cache in params imported feed_petastorm, and its thread-pool fix, as it unpickled.)
     from churn_spark.train.distributed import run_rank, skip_teardown_at_exit
 
     summary = run_rank(params)

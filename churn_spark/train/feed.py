@@ -1,90 +1,114 @@
-"""Petastorm: a Spark DataFrame as PyTorch batches, one shard per DDP rank.
+"""The training feed: a Spark DataFrame cached once as Parquet, read back as torch batches per DDP rank.
 
-Importing this module fixes a race in petastorm 0.13.1's thread pool (see
-``_patch_thread_pool``); every process that reads through Petastorm (torchrun ranks,
-TorchDistributor's workers) imports it before opening a loader.
+Two feeds sit behind one interface, so that the job and the training loop never ask which runs:
+
+``petastorm``
+    Petastorm's converter (``feed_petastorm``), the default wherever petastorm imports. Petastorm
+    0.13.1 runs on pyarrow 14 only.
+``arrow``
+    The same Parquet cache read with ``pyarrow.dataset`` (``feed_arrow``): any pyarrow from 14 on,
+    every rank the same number of steps.
+
+``auto`` (the default of ``train.feed``) picks petastorm when it imports, else arrow. This module
+imports neither petastorm nor the arrow feed until one is asked for, so that it imports where
+petastorm is not installed.
+
+A cache (what ``make_converter`` returns) is picklable: the launchers send it to every rank,
+which opens its shard with ``open_batches`` and gets dicts of column name -> tensor.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
-import petastorm
-from petastorm.pytorch import BatchedDataLoader
-from petastorm.spark import SparkDatasetConverter, make_spark_converter
-from petastorm.workers_pool import thread_pool
-from pyspark.sql import DataFrame
+from churn_spark.errors import ConfigError
 
-_PATCHED_VERSION = "0.13.1"
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+FEEDS = ("auto", "petastorm", "arrow")
 
 
-def _patch_thread_pool() -> None:
-    """Make ThreadPool read the ventilator's "completed" flag before the workers' counters.
+class Cache(Protocol):
+    """A materialised frame that every training process can read (the two feeds' common face)."""
 
-    petastorm 0.13.1's ``ThreadPool.get_results`` ends the epoch when
-    ``all_workers_done()`` (processed == ventilated, per worker) and then the ventilator
-    reports ``completed()``. Read in that order, the ventilator can hand out its last row
-    groups and flip to completed between the two reads: the counters said "all done" for
-    the items ventilated *so far*, and the loader ends early, often with zero rows and no
-    error (measured here: about one loader in ten). Reading ``completed()`` first makes the
-    counters final when they are compared. Pinned to 0.13.1: a newer petastorm must be
-    checked again before this is carried over.
+    def open_batches(self, batch_size: int, rank: int, world_size: int, workers: int,
+                     shuffle_seed: int | None) -> AbstractContextManager[Iterator[dict[str, Any]]]: ...
+
+    def delete(self) -> None: ...
+
+
+@functools.cache
+def petastorm_problem() -> str | None:
+    """Why the petastorm feed cannot run here (None: it can). Imports it, thread-pool fix included."""
+    try:
+        import churn_spark.train.feed_petastorm  # noqa: F401
+    except Exception as err:  # any failure to import means "not usable", e.g. pyarrow >= 15
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    return None
+
+
+def resolve_feed(feed: str) -> str:
+    """The feed that ``feed`` (``auto``, ``petastorm`` or ``arrow``) means on this installation.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, or ``petastorm`` where petastorm cannot be imported.
     """
-    if petastorm.__version__ != _PATCHED_VERSION:
-        raise RuntimeError(f"churn_spark.train.feed patches petastorm {_PATCHED_VERSION}, "
-                           f"found {petastorm.__version__}: re-check ThreadPool.get_results")
-    pool = thread_pool.ThreadPool
-    if getattr(pool.all_workers_done, "_churn_spark_fixed", False):
-        return
-    counters_done = pool.all_workers_done
-
-    @functools.wraps(counters_done)
-    def all_workers_done(self: Any) -> bool:
-        ventilation_over = self._ventilator is None or self._ventilator.completed()  # read first
-        return ventilation_over and counters_done(self)
-
-    all_workers_done._churn_spark_fixed = True  # type: ignore[attr-defined]
-    pool.all_workers_done = all_workers_done
+    if feed not in FEEDS:
+        raise ConfigError(f"train.feed: {feed!r} is not one of {', '.join(FEEDS)}")
+    if feed == "arrow":
+        return feed
+    problem = petastorm_problem()
+    if problem is None:
+        return "petastorm"
+    if feed == "petastorm":
+        raise ConfigError(f"train.feed: petastorm cannot be imported here ({problem}); "
+                          f"set train.feed to arrow (or auto)")
+    return "arrow"
 
 
-_patch_thread_pool()
-
-
-def make_converter(frame: DataFrame, cache_dir: str) -> SparkDatasetConverter:
-    """Materialise ``frame`` once as Parquet under ``cache_dir`` for Petastorm readers.
+def make_converter(frame: DataFrame, cache_dir: str, feed: str = "auto",
+                   storage_options: dict[str, Any] | None = None) -> Cache:
+    """Materialise ``frame`` once as Parquet in a new folder under ``cache_dir``.
 
     Parameters
     ----------
     frame
-        Numeric columns only (Petastorm turns them into float32 tensors).
+        Numeric columns only; doubles are stored (and fed) as float32.
     cache_dir
-        A ``file://`` or distributed-filesystem URL every training process can read.
+        A URI every training process can read: ``file:/...``, ``file:///...``, ``s3a://...``,
+        ``hdfs://...``, ``abfss://...``, ``dbfs:/...``, or a local path.
+    feed
+        ``auto``, ``petastorm`` or ``arrow`` (see the module docstring).
+    storage_options
+        fsspec options for ``cache_dir`` (endpoint, credentials), for the processes that read it.
+
+    Raises
+    ------
+    ConfigError
+        As ``resolve_feed``.
     """
-    spark = frame.sparkSession
-    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache_dir)
-    return make_spark_converter(frame)
+    if resolve_feed(feed) == "petastorm":
+        from churn_spark.train.feed_petastorm import PetastormCache
+
+        return PetastormCache.write(frame, cache_dir, storage_options)
+    from churn_spark.train.feed_arrow import ArrowCache
+
+    return ArrowCache.write(frame, cache_dir, storage_options)
 
 
-@contextmanager
-def open_batches(
-    converter: SparkDatasetConverter, batch_size: int, rank: int = 0, world_size: int = 1,
-    workers: int = 1, shuffle_seed: int | None = None,
-) -> Iterator[Any]:
-    """One pass over this rank's shard (row groups ``rank::world_size``) as a torch DataLoader.
+def open_batches(converter: Cache, batch_size: int, rank: int = 0, world_size: int = 1, workers: int = 1,
+                 shuffle_seed: int | None = None) -> AbstractContextManager[Iterator[dict[str, Any]]]:
+    """One pass over this rank's shard of ``converter`` as batches (dicts of column -> tensor).
 
-    ``shuffle_seed`` shuffles the order of row groups reproducibly (None: file order); with
-    one worker the batches then come in the same order on every run, so that a resumed
-    training repeats exactly the batches an uninterrupted one would have seen. Batches are
-    built column-wise by petastorm's ``BatchedDataLoader`` (the default ``DataLoader``
-    collates row by row, several times slower).
+    ``shuffle_seed`` shuffles the order of row groups reproducibly (None: file order), so that a
+    resumed training repeats exactly the batches an uninterrupted one would have seen (with
+    petastorm: with one reader thread, ``workers=1``). How shards are cut, and whether every rank
+    gets the same number of batches, is each feed's own (see ``ArrowCache.open_batches``).
     """
-    order = ({"shuffle_row_groups": False} if shuffle_seed is None
-             else {"shuffle_row_groups": True, "seed": shuffle_seed + 1})  # petastorm reads seed 0 as "none"
-    with converter.make_torch_dataloader(
-        batch_size=batch_size, num_epochs=1, workers_count=workers, data_loader_fn=BatchedDataLoader,
-        cur_shard=rank, shard_count=world_size, reader_pool_type="thread", **order,
-    ) as loader:
-        yield loader
+    return converter.open_batches(batch_size, rank, world_size, workers, shuffle_seed)

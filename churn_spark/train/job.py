@@ -64,7 +64,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
     cache = f"file://{run_dir.parent / 'petastorm_cache'}"
     converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
-        max(2, config.train.num_processes)), cache) for name in ("train", "valid")}
+        max(2, config.train.num_processes)), cache, feed=config.train.feed) for name in ("train", "valid")}
     valid_rows = parts["valid"].toPandas()
     summaries = {}
     try:
