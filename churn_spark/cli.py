@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
     from churn_spark.spark import get_spark
 
     prepared = _prepare_ingest(args, config) if args.command == "ingest" else None  # checked before Spark starts
-    spark = get_spark(config.spark, console)
+    spark = get_spark(config.spark, console, warehouse=config.location("warehouse"))
     if args.command == "generate":
         from churn_spark.pipeline import generate_landing
 

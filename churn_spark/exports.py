@@ -1,9 +1,10 @@
 """Files handed to the operations team: staged, swapped in whole, readable by the owner alone.
 
 Every file operation on ``<lakehouse>/exports`` lives here, on the filesystem that
-``churn_spark.storage`` resolves the location to (any URI it takes). An export of one snapshot date is a folder ``<root>/<date>/`` holding ``csv/``,
-``jsonl/`` and ``_export.json`` (how it was written: pseudonymised or raw user ids). It is
-written into a hidden staging folder first and then swapped in with two renames:
+``churn_spark.storage`` resolves the location to (any URI it takes). An export of one snapshot
+date is a folder ``<root>/<date>/`` holding ``csv/``, ``jsonl/`` and ``_export.json`` (how it
+was written: pseudonymised or raw user ids). It is written into a hidden staging folder first
+and then swapped in with two renames:
 
 1. ``<date>`` -> ``.<date>.previous`` (when there is one),
 2. ``.<date>.staging-<token>`` -> ``<date>``,

@@ -13,9 +13,9 @@ and its registry covers every scheme the lakehouse may have: ``s3``/``s3a`` (s3f
 (pyarrow underneath), ``abfs``/``abfss`` (adlfs), and a real in-memory filesystem
 (``memory://``) for tests. ``pyarrow.fs.FileSystem.from_uri`` knows neither ``s3a`` nor
 ``memory`` nor, in pyarrow 14, Azure, and ties the storage code to the pyarrow line that
-petastorm freezes. The options fsspec takes (``storage_options``) are the ones petastorm,
-pandas and ``pyarrow.dataset`` (through ``PyFileSystem(FSSpecHandler(fs))``) take too, so a
-training rank reads the training cache with the same dict.
+petastorm freezes. ``pyarrow.dataset`` takes an fsspec filesystem as it is, and petastorm and
+pandas take the same ``storage_options`` dict, so a training rank reaches the training cache with
+the options the driver used (``storage_options``).
 """
 
 from __future__ import annotations

@@ -283,5 +283,6 @@ def test_exports_are_private_and_turning_pseudonymisation_on_offers_a_rewrite(
     assert read_exports(raw)["csv"]["user_id"].tolist() == [hashlib.sha256(b"peppera").hexdigest()]
     assert read_exports(raw)["jsonl"][0]["user_id"] == hashlib.sha256(b"peppera").hexdigest()
     assert read_exports(summary.exports)["csv"]["user_id"].tolist() == [hashlib.sha256(b"pepperd").hexdigest()]
-    assert exported(f"{registered.location('exports')}/alerts") == [ExportInfo("2026-03-01", True), ExportInfo("2026-03-15", True)]
+    assert exported(f"{registered.location('exports')}/alerts") == [ExportInfo("2026-03-01", True),
+                                                                     ExportInfo("2026-03-15", True)]
     assert modes(exports_folder) == {("folder", 0o700), ("file", 0o600)}

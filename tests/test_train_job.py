@@ -165,8 +165,8 @@ def test_evaluate_refuses_a_latest_run_that_never_completed(
     models = local(small.location("models"))
     (models / "20260101T000000").mkdir(parents=True)
     (models / "LATEST").write_text("20260101T000000")
-    line = (f"{small.location('models')}/20260101T000000: training run 20260101T000000 did not complete; run churn-spark train "
-            f"(--resume continues it)")
+    line = (f"{small.location('models')}/20260101T000000: training run 20260101T000000 did not complete; "
+            f"run churn-spark train (--resume continues it)")
     with pytest.raises(InputError) as refused:
         evaluate_run(spark, small)
     assert str(refused.value) == line

@@ -84,7 +84,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     metrics = evaluate_run(spark, config, run_dir)
     version = track_run(config, split, summaries, metrics, run_dir)
     _complete(config, run_dir, version)
-    return {"run": posixpath.basename(run_dir), "split": split, "metrics": metrics, "summaries": summaries, "version": version}
+    return {"run": posixpath.basename(run_dir), "split": split, "metrics": metrics, "summaries": summaries,
+            "version": version}
 
 
 def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None) -> dict:
