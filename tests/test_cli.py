@@ -84,7 +84,7 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
     result = subprocess.run(
         [sys.executable, "-m", "churn_spark.cli", "run-all", "--conf", str(ROOT / "conf" / "local.yaml"),
          *[a for s in overrides for a in ("--set", s)]],
-        cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[8/8] report done" in result.stderr
     assert list(cwd.iterdir()) == []

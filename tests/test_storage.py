@@ -5,6 +5,7 @@ storage.py touches files through the local-file APIs."""
 from __future__ import annotations
 
 import ast
+import math
 import os
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from churn_spark import storage, tables
 from churn_spark.config import load_config
+from churn_spark.train.bundle import Bundle
 from tests.conftest import ROOT, TEST_SETTINGS
 
 
@@ -82,6 +84,17 @@ def test_a_folder_is_copied_between_filesystems_and_downloaded_for_local_only_li
         assert Path(local).read_bytes() == files["metrics.json"]
     with storage.local_copy(target) as local:  # already local: the folder itself, not a copy
         assert local == str(tmp_path / "latest")
+
+
+def test_a_bundle_round_trips_through_an_in_memory_store() -> None:
+    from tests.test_score import A, B, frame, lr_bundle
+
+    uri = f"memory://bundles-{uuid.uuid4().hex}/run/lr.pt"
+    lr_bundle().save(uri)
+    loaded = Bundle.load(uri)
+    assert (loaded.kind, loaded.threshold) == ("lr", 0.5)
+    assert loaded.predict_proba(frame([A, B])) == pytest.approx([1 / (1 + math.exp(-5.3)), 1 / (1 + math.exp(4.7))])
+    assert storage.listdir(uri.rsplit("/", 1)[0]) == ["lr.pt"]
 
 
 def test_local_paths_of_locations() -> None:
