@@ -184,7 +184,7 @@ def rewrite_exports(spark: SparkSession, config: Config) -> list[str]:
         ``alerts`` table to rewrite them from.
     """
     salt = _salt(config.alerts)
-    names = [e.name for e in exports.exported(_root(config)) if _is_date(e.name)]
+    names = [e.name for e in exports.exported(_root(config), config) if _is_date(e.name)]
     if names and not tables.table_exists(spark, config, "alerts"):
         raise InputError(f"{config.table('alerts')}: no alerts table to rewrite the exports from")
     for name in names:
@@ -198,7 +198,8 @@ def _raw_exports(config: Config, as_of: dt.date, salt: str | None) -> list[str]:
     """A warning when ids are pseudonymised now but other dates' exports were written without."""
     if salt is None:
         return []
-    raw = [e.name for e in exports.exported(_root(config)) if e.name != as_of.isoformat() and not e.pseudonymised]
+    raw = [e.name for e in exports.exported(_root(config), config)
+           if e.name != as_of.isoformat() and not e.pseudonymised]
     if not raw:
         return []
     shown = ", ".join(raw[:5]) + (f" and {len(raw) - 5} more" if len(raw) > 5 else "")
@@ -238,4 +239,5 @@ def _export(alerts: DataFrame, config: Config, as_of: dt.date, salt: str | None)
          .withColumn("reason_features", F.array_join("reason_features", ";"))
          .write.option("header", True).csv(f"{folder}/csv"))
 
-    return exports.swap_in(_root(config), as_of.isoformat(), write, pseudonymised=salt is not None)
+    return exports.swap_in(_root(config), as_of.isoformat(), write, pseudonymised=salt is not None,
+                           config=config)

@@ -195,8 +195,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
     from churn_spark.spark import get_spark
 
-    prepared = _prepare_ingest(args) if args.command == "ingest" else None  # checked before Spark starts
-    spark = get_spark(config.spark, console)
+    prepared = _prepare_ingest(args, config) if args.command == "ingest" else None  # checked before Spark starts
+    spark = get_spark(config.spark, console, warehouse=config.location("warehouse"))
     if args.command == "generate":
         from churn_spark.pipeline import generate_landing
 
@@ -257,13 +257,13 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
             print(f"{step.name}: {step.seconds:.1f}s")
 
 
-def _prepare_ingest(args: argparse.Namespace) -> tuple[SourceMapping, str, str | None]:
+def _prepare_ingest(args: argparse.Namespace, config: Config) -> tuple[SourceMapping, str, str | None]:
     """The ingest's mapping and input formats, validated without a Spark session."""
     from churn_spark.ingest import input_formats
     from churn_spark.sources import load_source, load_source_file
 
     mapping = load_source_file(args.source_file) if args.source_file else load_source(args.source)
-    return (mapping, *input_formats(mapping, args.events, args.users, args.format, args.users_format))
+    return (mapping, *input_formats(mapping, args.events, args.users, args.format, args.users_format, config))
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -8,8 +8,6 @@ key or a bad value raises :class:`ConfigError` with one line naming it.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from churn_spark.errors import ConfigError
+from churn_spark.storage import canonical
 
 DEFAULT_CONF = Path("conf/local.yaml")
 
@@ -239,11 +238,14 @@ class Config(_Section):
         return self.location(name)
 
     def location(self, name: str) -> str:
-        """``name`` under the lakehouse (tables, ``reports``, ``models``): an absolute path or URI."""
-        lakehouse = self.lakehouse.rstrip("/")
-        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", lakehouse):  # a local path, not hdfs:// or s3a://
-            lakehouse = os.path.abspath(lakehouse)  # Delta's table builder refuses relative paths
-        return f"{lakehouse}/{name}"
+        """``name`` under the lakehouse (tables, ``reports``, ``models``, ``cache``), as a URI in its
+        one canonical spelling (``storage.canonical``: a local lakehouse, however given, is
+        ``file:/abs/...``; Delta's table builder refuses relative paths and two spellings of one)."""
+        return f"{canonical(self.lakehouse)}/{name}"
+
+    def landing_location(self, name: str) -> str:
+        """``name`` under the landing folder, spelt as ``location`` spells lakehouse locations."""
+        return f"{canonical(self.landing)}/{name}"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

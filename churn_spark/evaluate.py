@@ -11,7 +11,7 @@ import datetime as dt
 import html
 import io
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -26,6 +26,11 @@ from sklearn.metrics import (  # noqa: E402
     roc_auc_score, roc_curve,
 )
 from torchmetrics.functional.classification import binary_calibration_error  # noqa: E402
+
+from churn_spark import storage  # noqa: E402
+
+if TYPE_CHECKING:
+    from churn_spark.config import Config
 
 Scores = tuple[np.ndarray, np.ndarray]  # (labels, probabilities)
 
@@ -72,18 +77,22 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
 
 
 def write_report(test: dict[str, Scores], thresholds: dict[str, float], test_snapshot: dt.date,
-                 out_dir: Path) -> dict:
-    """Write metrics.json, the PNG plots and report.html under ``out_dir``; return the metrics."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                 out_dir: str, config: Config | None = None) -> dict:
+    """Write metrics.json, the PNG plots and report.html under ``out_dir`` (a path or URI;
+    ``config`` gives an object store's endpoint and keys); return the metrics."""
     metrics = {"test_snapshot": test_snapshot.isoformat(),
                "models": {name: model_metrics(y, p, thresholds[name]) for name, (y, p) in test.items()}}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    images = {name: _plot(draw, test, out_dir / f"{name}.png") for name, draw in _PLOTS.items()}
-    (out_dir / "report.html").write_text(_html(metrics, images))
+    storage.write_text(storage.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2), config)
+    images = {}
+    for name, draw in _PLOTS.items():
+        png = _plot(draw, test)
+        storage.write_bytes(storage.join(out_dir, f"{name}.png"), png, config)
+        images[name] = base64.b64encode(png).decode()
+    storage.write_text(storage.join(out_dir, "report.html"), _html(metrics, images), config)
     return metrics
 
 
-def _plot(draw, test: dict[str, Scores], path: Path) -> str:
+def _plot(draw, test: dict[str, Scores]) -> bytes:
     figure, axes = plt.subplots(figsize=(5, 4))
     draw(axes, test)
     axes.legend(fontsize=8)
@@ -91,8 +100,7 @@ def _plot(draw, test: dict[str, Scores], path: Path) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
-    path.write_bytes(buffer.getvalue())
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
 def _roc(axes, test: dict[str, Scores]) -> None:

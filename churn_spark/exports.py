@@ -1,9 +1,10 @@
 """Files handed to the operations team: staged, swapped in whole, readable by the owner alone.
 
-Every file operation on ``<lakehouse>/exports`` lives here (a filesystem layer that understands
-URIs: fsspec). An export of one snapshot date is a folder ``<root>/<date>/`` holding ``csv/``,
-``jsonl/`` and ``_export.json`` (how it was written: pseudonymised or raw user ids). It is
-written into a hidden staging folder first and then swapped in with two renames:
+Every file operation on ``<lakehouse>/exports`` lives here, on the filesystem that
+``churn_spark.storage`` resolves the location to (any URI it takes). An export of one snapshot
+date is a folder ``<root>/<date>/`` holding ``csv/``, ``jsonl/`` and ``_export.json`` (how it
+was written: pseudonymised or raw user ids). It is written into a hidden staging folder first
+and then swapped in with two renames:
 
 1. ``<date>`` -> ``.<date>.previous`` (when there is one),
 2. ``.<date>.staging-<token>`` -> ``<date>``,
@@ -26,9 +27,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import fsspec
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
+
+from churn_spark import storage
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class ExportInfo:
     pseudonymised: bool | None
 
 
-def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: bool) -> str:
+def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: bool,
+            config: storage.Where = None) -> str:
     """Write ``<root>/<name>`` through ``write(staging_folder)`` and swap it in whole; its location.
 
     Parameters
@@ -58,11 +61,13 @@ def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: b
         Writes the export's files under the folder it is given (which does not exist yet).
     pseudonymised
         Whether the export's user ids are pseudonymised, recorded in ``_export.json``.
+    config
+        Gives an object store's endpoint and keys (see ``churn_spark.storage``).
     """
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = storage.filesystem(root, config)
     _make_private_folder(fs, posixpath.dirname(base.rstrip("/")))
     _make_private_folder(fs, base)
-    recover(root, name)
+    recover(root, name, config)
     final = posixpath.join(base, name)
     staging = posixpath.join(base, f".{name}.staging-{uuid.uuid4().hex[:12]}")
     _make_private_folder(fs, staging)  # 700 before anything is written into it
@@ -84,10 +89,10 @@ def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: b
     return _unstrip(root, base, final)
 
 
-def recover(root: str, name: str) -> None:
+def recover(root: str, name: str, config: storage.Where = None) -> None:
     """Undo what a killed ``swap_in`` of ``name`` left: the old export back in place (killed
     between the two renames), the previous copy or a staging folder deleted."""
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = storage.filesystem(root, config)
     if not fs.exists(base):
         return
     final, previous = posixpath.join(base, name), posixpath.join(base, f".{name}.previous")
@@ -103,10 +108,10 @@ def recover(root: str, name: str) -> None:
             fs.rm(entry, recursive=True)
 
 
-def exported(root: str) -> list[ExportInfo]:
+def exported(root: str, config: storage.Where = None) -> list[ExportInfo]:
     """The exports under ``root``, by name, each with how its user ids were written (one that a
     killed swap left moved aside counts: the next write of it puts it back first)."""
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = storage.filesystem(root, config)
     if not fs.exists(base):
         return []
     folders = {posixpath.basename(e.rstrip("/")): e for e in fs.ls(base, detail=False) if fs.isdir(e)}

@@ -98,7 +98,7 @@ def ingest(
     """
     mapping = source if isinstance(source, SourceMapping) else load_source(source)
     check_mapping(mapping, f"source {mapping.name}")  # also a mapping built in code, not loaded from a file
-    events_fmt, profiles_fmt = input_formats(mapping, events_path, users_path, fmt, users_fmt)
+    events_fmt, profiles_fmt = input_formats(mapping, events_path, users_path, fmt, users_fmt, config)
     batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
 
     events_landed, events_report = _land(spark, events_path, events_fmt, "events", mapping.read)
@@ -132,7 +132,7 @@ def ingest(
 
 def input_formats(
     mapping: SourceMapping, events_path: str, users_path: str | None = None, fmt: str | None = None,
-    users_fmt: str | None = None,
+    users_fmt: str | None = None, config: Config | None = None,
 ) -> tuple[str, str | None]:
     """The format of each input, each decided on its own (no Spark needed).
 
@@ -145,13 +145,13 @@ def input_formats(
     InputError
         The events' format cannot be told (the profile file falls back to ``fmt`` first).
     """
-    events = event_format(mapping, fmt) or infer_format(events_path)
+    events = event_format(mapping, fmt) or infer_format(events_path, config)
     if users_path is None:
         return events, None
     profiles = users_format(mapping, users_fmt)
     if profiles is None:
         try:
-            profiles = infer_format(users_path)
+            profiles = infer_format(users_path, config)
         except InputError:
             if fmt is None:
                 raise InputError(f"{users_path}: cannot tell the format from the file names; "

@@ -13,7 +13,7 @@ landing data made before anything is written: it finds the columns, and raises
 
 from __future__ import annotations
 
-import os
+import posixpath
 import re
 
 from pyspark.errors import AnalysisException, PySparkException
@@ -25,6 +25,8 @@ from pyspark.sql.types import (
 )
 from py4j.protocol import Py4JJavaError
 
+from churn_spark import storage
+from churn_spark.config import Config
 from churn_spark.contract import RECORD, SOURCE_FILE, VALUE_TYPES, undecodable
 from churn_spark.errors import InputError
 
@@ -36,8 +38,9 @@ _SUFFIXES = ((".parquet", "parquet"), (".jsonl", "jsonl"), (".json", "jsonl"), (
 _FILE_URI = re.compile(r"((?:file|hdfs|s3a?|abfss?|gs|dbfs):/[^\s,;\]\)]+)")
 
 
-def infer_format(path: str) -> str:
-    """The landing format named by a path's extension, or by the files in a local folder.
+def infer_format(path: str, config: Config | None = None) -> str:
+    """The landing format named by a path's extension, or by the files in a folder (a path or
+    URI; ``config`` gives the object store's endpoint and keys).
 
     Raises
     ------
@@ -45,8 +48,9 @@ def infer_format(path: str) -> str:
         If neither names a supported format.
     """
     names = [path.rstrip("/")]
-    if os.path.isdir(path):
-        names = sorted(f for _, _, files in os.walk(path) for f in files if f[0] not in "._")
+    if storage.isdir(path, config):
+        names = [posixpath.basename(f) for f in storage.find(path, config)]
+        names = sorted(f for f in names if f[0] not in "._")
     for name in names:
         for suffix, fmt in _SUFFIXES:
             if name.lower().endswith(suffix):

@@ -68,7 +68,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     the models, score the last two feature snapshots and list the alerts of each (the second
     run's alerts are the users newly at risk since the first), and write the manager's report.
     """
-    demo = f"{config.landing.rstrip('/')}/demo"
+    demo = config.landing_location("demo")
     fmt = config.generate.format
 
     def _generate() -> None:

@@ -15,7 +15,6 @@ import html
 import io
 import json
 import logging
-from pathlib import Path
 
 import matplotlib
 
@@ -26,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from churn_spark import runs as score_runs  # noqa: E402
-from churn_spark import tables  # noqa: E402
+from churn_spark import storage, tables  # noqa: E402
 from churn_spark.alerts import action_counts, reason_counts  # noqa: E402
 from churn_spark.config import Config, FeaturesConfig  # noqa: E402
 from churn_spark.errors import InputError  # noqa: E402
@@ -52,9 +51,10 @@ def top_reasons_in_words(alerts: DataFrame, settings: FeaturesConfig, top: int =
     return counts.assign(reason=counts["feature"].map(words))[["reason", "alerts", "feature"]]
 
 
-def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | None = None) -> Path:
+def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | None = None) -> str:
     """Write the report for the scoring run of ``as_of`` (default: the latest complete one);
-    return its path: ``manager.html`` for the latest complete run, else the dated copy alone.
+    return its location (a URI): ``manager.html`` for the latest complete run, else the dated
+    copy alone.
 
     Every incomplete run is logged as a warning (one line each) and listed on the page.
 
@@ -79,18 +79,29 @@ def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | N
     histogram = risk_histogram(scores).toPandas()
     reasons = top_reasons_in_words(alerts, config.features)
     actions = action_counts(alerts).toPandas()
-    reports = Path(config.location("reports"))
-    page = _page(run.asDict(), histogram, reasons, actions, reports / "latest", incomplete)
-    reports.mkdir(parents=True, exist_ok=True)
-    path = reports / f"manager-{as_of.isoformat()}.html"
-    path.write_text(page)
+    reports = config.location("reports")
+    evaluation = _evaluation(config, storage.join(reports, "latest"))
+    page = _page(run.asDict(), histogram, reasons, actions, evaluation, incomplete)
+    path = storage.join(reports, f"manager-{as_of.isoformat()}.html")
+    storage.write_text(path, page, config)
     if as_of == latest:  # the undated page always shows the latest run
-        path = reports / "manager.html"
-        path.write_text(page)
+        path = storage.join(reports, "manager.html")
+        storage.write_text(path, page, config)
     return path
 
 
-def _page(run: dict, histogram, reasons, actions, evaluation: Path, incomplete: list[str]) -> str:
+def _evaluation(config: Config, folder: str) -> tuple[dict, list[bytes]] | None:
+    """The latest evaluation report's metrics and plots, or None where there is none."""
+    metrics = storage.join(folder, "metrics.json")
+    if not storage.exists(metrics, config):
+        return None
+    plots = [storage.join(folder, f"{n}.png") for n in ("roc", "pr", "calibration", "lift")]
+    return (json.loads(storage.read_text(metrics, config)),
+            [storage.read_bytes(p, config) for p in plots if storage.exists(p, config)])
+
+
+def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[bytes]] | None,
+          incomplete: list[str]) -> str:
     tiers = "".join(f"<tr><td>{t}</td><td>{run[t]:,}</td></tr>" for t in TIERS)
     cards = (f"<p>Snapshot <b>{run['snapshot_date']}</b>, model version {html.escape(str(run['model_version']))}: "
              f"<b>{run['users_scored']:,}</b> users scored, <b>{run['new_alerts']:,}</b> new alerts, revenue at "
@@ -101,15 +112,13 @@ def _page(run: dict, histogram, reasons, actions, evaluation: Path, incomplete: 
             "<h2>Risk distribution</h2>" + _img(_histogram_png(histogram)),
             "<h2>Top alert reasons</h2>" + _table(reasons, ["reason", "alerts"]),
             "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"])]
-    metrics = evaluation / "metrics.json"
-    if metrics.exists():
-        values = json.loads(metrics.read_text())
+    if evaluation is not None:
+        values, plots = evaluation
         rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['roc_auc']:.3f}</td><td>{v['pr_auc']:.3f}</td>"
                        f"<td>{v['top_decile_lift']:.2f}</td></tr>" for m, v in values["models"].items())
         body.append(f"<h2>Model quality (test snapshot {values['test_snapshot']})</h2><table><tr><th>model</th>"
                     f"<th>ROC-AUC</th><th>PR-AUC</th><th>top-decile lift</th></tr>{rows}</table>")
-        body.append("".join(_img((evaluation / f"{n}.png").read_bytes())
-                            for n in ("roc", "pr", "calibration", "lift") if (evaluation / f"{n}.png").exists()))
+        body.append("".join(_img(png) for png in plots))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>churn-spark: churn early warning</title>"
             "<style>body{font-family:sans-serif;max-width:1100px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
             "text-align:left}</style></head><body>" + "".join(body) + "</body></html>")

@@ -35,7 +35,7 @@ _REQUIRED = {
 _SUPPORTED_JAVA = (17, 21)
 
 
-def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSession:
+def get_spark(config: SparkConfig, console_log: str | None = None, warehouse: str | None = None) -> SparkSession:
     """Return the active SparkSession, or build one from ``config``.
 
     Parameters
@@ -46,6 +46,10 @@ def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSessi
         A file where a JVM started here writes its console output, for its whole life;
         None: this process's stdout and stderr. No effect where a
         session or a JVM exists already (spark-submit, Databricks, a notebook).
+    warehouse
+        Where a session started here keeps metastore tables (``spark.sql.warehouse.dir``) unless
+        the settings say; None: Spark's ``./spark-warehouse``, which Spark creates in the working
+        folder. No effect under spark-submit (the cluster's own warehouse stays).
 
     Returns
     -------
@@ -67,7 +71,8 @@ def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSessi
     builder = SparkSession.builder.appName(config.app_name)
     if config.master and not under_submit:
         builder = builder.master(config.master)
-    for key, value in {**_REQUIRED, **config.settings}.items():
+    own = {"spark.sql.warehouse.dir": warehouse} if warehouse and not under_submit else {}
+    for key, value in {**_REQUIRED, **own, **config.settings}.items():
         builder = builder.config(key, value)
     if not under_submit:
         from delta import configure_spark_with_delta_pip

@@ -17,20 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import logging
-import os
+import posixpath
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructField, StructType
 
+from churn_spark import storage
 from churn_spark.config import TABLES, Config
 from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
 from churn_spark.errors import StorageError
@@ -352,15 +351,6 @@ def storage_failure(err: BaseException) -> str | None:
     return next((words for marker, words in _FAILURES.items() if marker in text), None)
 
 
-def local_path(location: str) -> str | None:
-    """The local file-system path of a lakehouse location, or None for a remote URI."""
-    if location.startswith("file:"):
-        return urlparse(location).path
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", location):
-        return None  # hdfs://, s3a://, abfss://, dbfs:/: left to the storage layer
-    return location
-
-
 def check_location(config: Config, name: str, write: bool = False) -> None:
     """Refuse, in one line, a local lakehouse location that cannot hold ``name``.
 
@@ -380,14 +370,12 @@ def check_location(config: Config, name: str, write: bool = False) -> None:
     """
     if config.storage.kind == "metastore" and name in TABLES:
         return
-    path = local_path(config.location(name))
+    path = storage.local_path(config.location(name))
     if path is None:
-        return
-    lakehouse = os.path.dirname(path)
-    existing = path
-    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
+        return  # hdfs://, s3a://, abfss://: the store itself refuses what it cannot hold
+    lakehouse = posixpath.dirname(path)
+    existing = storage.nearest_existing(path)
+    if not storage.isdir(existing):
         raise StorageError(f"lakehouse {lakehouse}: {existing} is a file, not a folder")
-    if write and not os.access(existing, os.W_OK | os.X_OK):
+    if write and not storage.writable(existing):
         raise StorageError(f"lakehouse {lakehouse}: {existing} is not writable (read-only)")

@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from churn_spark import tables
+from churn_spark import storage, tables
 from churn_spark.alerts import action_column, build_alerts, run_alerts
 from churn_spark.cli import main
 from churn_spark.config import AlertsConfig, Config
@@ -100,7 +100,7 @@ def test_alerts_job_alerts_each_user_once_and_summarises(spark: SparkSession, re
     runs = tables.read_table(spark, registered, "score_runs").orderBy("snapshot_date").collect()
     assert [(r.snapshot_date, r.users_scored, r.high, r.medium, r.low, r.lapsed, r.new_alerts) for r in runs] == [
         (T1, 4, 1, 1, 1, 1, 1), (T2, 5, 3, 1, 0, 1, 3), (T3, 5, 3, 1, 0, 1, 0)]
-    exported = read_exports(Path(summary.exports))
+    exported = read_exports(summary.exports)
     assert sorted(exported["csv"]["user_id"]) == ["b", "c", "d"]
     assert exported["jsonl"][0]["top_reasons"] == [
         "last purchase 50 days ago (typical 20)", "purchases fell 75% vs the previous 30 days",
@@ -117,12 +117,13 @@ def test_exports_are_pseudonymised_with_the_salt_from_the_environment(
         run_alerts(spark, config, T1)
     assert not tables.table_exists(spark, config, "alerts")
     monkeypatch.setenv("CHURN_EXPORT_SALT", "pepper")
-    exported = read_exports(Path(run_alerts(spark, config, T1).exports))
+    exported = read_exports(run_alerts(spark, config, T1).exports)
     assert exported["csv"]["user_id"].tolist() == [hashlib.sha256(b"peppera").hexdigest()]
     assert tables.read_table(spark, config, "alerts").first().user_id == "a"  # the table keeps the real id
 
 
-def read_exports(folder: Path) -> dict:
+def read_exports(location: str) -> dict:
+    folder = Path(storage.local_path(location))
     csv = pd.concat(pd.read_csv(p) for p in sorted((folder / "csv").glob("part-*.csv")))
     jsonl = [json.loads(line) for p in sorted((folder / "jsonl").glob("part-*.json")) for line in p.open()]
     return {"csv": csv, "jsonl": jsonl}
@@ -147,7 +148,7 @@ def test_a_run_killed_after_its_scores_is_flagged_by_the_next_run_and_the_report
     assert [i.line() for i in incomplete_runs(spark, registered)] == [
         "incomplete run 2026-03-15: scores written, alerts and exports not; run churn-spark alerts --as-of 2026-03-15"]
     with caplog.at_level(logging.WARNING, logger="churn_spark.report"):
-        page = write_manager_report(spark, registered).read_text()
+        page = storage.read_text(write_manager_report(spark, registered))
     assert "Snapshot <b>2026-03-01</b>" in page  # the latest complete run
     assert "<li>incomplete run 2026-03-15: scores written, alerts and exports not; " in page
     assert [r.getMessage() for r in caplog.records if r.name == "churn_spark.report"] == [
@@ -210,7 +211,7 @@ def test_a_score_runs_table_from_before_run_status_gains_the_columns(spark: Spar
 def test_a_run_whose_export_fails_stays_incomplete(spark: SparkSession, registered: Config) -> None:
     store_features(spark, registered, T1, {"a": A})
     run_scoring(spark, registered, T1)
-    exports_folder = Path(registered.location("exports"))
+    exports_folder = Path(storage.local_path(registered.location("exports")))
     exports_folder.parent.mkdir(parents=True, exist_ok=True)
     exports_folder.write_text("a file where the exports folder should be")
     with pytest.raises(OSError):
@@ -263,8 +264,8 @@ def test_exports_are_private_and_turning_pseudonymisation_on_offers_a_rewrite(
     store_features(spark, registered, T1, {"a": A})
     store_features(spark, registered, T2, {"a": A, "d": A})
     run_scoring(spark, registered, T1)
-    raw = Path(run_alerts(spark, registered, T1).exports)
-    exports_folder = Path(registered.location("exports"))
+    raw = run_alerts(spark, registered, T1).exports
+    exports_folder = Path(storage.local_path(registered.location("exports")))
     assert modes(exports_folder) == {("folder", 0o700), ("file", 0o600)}
     assert read_exports(raw)["csv"]["user_id"].tolist() == ["a"]
 
@@ -274,16 +275,18 @@ def test_exports_are_private_and_turning_pseudonymisation_on_offers_a_rewrite(
     summary = run_alerts(spark, hashed, T2)
     assert summary.warnings == ("the exports of 2026-03-01 carry raw user ids (written before alerts.pseudonymise "
                                 "was on); run churn-spark alerts --rewrite-exports",)
-    assert read_exports(Path(summary.exports))["csv"]["user_id"].tolist() == [
+    assert read_exports(summary.exports)["csv"]["user_id"].tolist() == [
         hashlib.sha256(b"pepperd").hexdigest()]  # a was high at T1 already
     assert read_exports(raw)["csv"]["user_id"].tolist() == ["a"]
 
     code = main(["alerts", "--rewrite-exports", "--set", f"lakehouse={registered.lakehouse}",
                  "--set", "alerts.pseudonymise=true"])
     assert (code, capsys.readouterr().out) == (
-        0, f"rewrote the exports of 2 date(s) under {exports_folder}/alerts with pseudonymised user ids\n")
+        0, f"rewrote the exports of 2 date(s) under {registered.location('exports')}/alerts with pseudonymised "
+           "user ids\n")
     assert read_exports(raw)["csv"]["user_id"].tolist() == [hashlib.sha256(b"peppera").hexdigest()]
     assert read_exports(raw)["jsonl"][0]["user_id"] == hashlib.sha256(b"peppera").hexdigest()
-    assert read_exports(Path(summary.exports))["csv"]["user_id"].tolist() == [hashlib.sha256(b"pepperd").hexdigest()]
-    assert exported(f"{exports_folder}/alerts") == [ExportInfo("2026-03-01", True), ExportInfo("2026-03-15", True)]
+    assert read_exports(summary.exports)["csv"]["user_id"].tolist() == [hashlib.sha256(b"pepperd").hexdigest()]
+    assert exported(f"{registered.location('exports')}/alerts") == [ExportInfo("2026-03-01", True),
+                                                                     ExportInfo("2026-03-15", True)]
     assert modes(exports_folder) == {("folder", 0o700), ("file", 0o600)}

@@ -73,13 +73,23 @@ def test_missing_landing_path_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_all_leaves_the_lakehouse_tables(spark: SparkSession, tmp_path: Path) -> None:
-    overrides = [*TEST_SETTINGS, f"lakehouse={tmp_path / 'lakehouse'}", f"landing={tmp_path / 'landing'}",
+def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_working_folder(
+        spark: SparkSession, tmp_path: Path) -> None:
+    """Every location a ``file:///`` URI, run from an empty folder: Delta once refused such a
+    lakehouse (two spellings of one table), and nothing may land in the working folder."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    overrides = [*TEST_SETTINGS, f"lakehouse=file://{tmp_path}/lakehouse", f"landing=file://{tmp_path}/landing",
                  "generate.users=120", "generate.days=180", "generate.dirty_fraction=0.02",
-                 "train.epochs=2", f"mlflow.tracking_uri={tmp_path / 'mlruns'}"]
-    result = _run("run-all", *[a for s in overrides for a in ("--set", s)])
+                 "train.epochs=2", f"mlflow.tracking_uri=file://{tmp_path}/mlruns"]
+    result = subprocess.run(
+        [sys.executable, "-m", "churn_spark.cli", "run-all", "--conf", str(ROOT / "conf" / "local.yaml"),
+         *[a for s in overrides for a in ("--set", s)]],
+        cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[8/8] report done" in result.stderr
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "landing", "lakehouse", "mlruns"]
     assert "Top alert reasons" in (tmp_path / "lakehouse" / "reports" / "manager.html").read_text()
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)

@@ -22,6 +22,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from churn_spark import storage
 from churn_spark.config import Config, load_config
 from churn_spark.pipeline import generate_landing
 from churn_spark.tables import read_table
@@ -93,15 +94,15 @@ def test_features_and_labels_cover_every_snapshot(spark: SparkSession, cluster_r
 
 
 def test_training_ran_two_ddp_ranks_as_barrier_tasks_on_the_executors(cluster_run: ClusterRun) -> None:
-    models = Path(cluster_run.config.location("models"))
-    record = json.loads((models / (models / "LATEST").read_text().strip() / "training.json").read_text())
+    models = cluster_run.config.location("models")
+    record = json.loads(storage.read_text(f"{models}/{storage.read_text(f'{models}/LATEST').strip()}/training.json"))
     assert {kind: (s["world_size"], s["device"]) for kind, s in record.items()} == {
         "lr": (2, "cpu"), "mlp": (2, "cpu")}
     # One barrier stage per model, each with one task per rank, on both executors (one per worker).
     tasks = cluster_script.barrier_tasks(cluster_run.work, cluster_run.run.apps["train"]["id"])
     assert sorted((t["Executor ID"], t["Failed"]) for t in tasks) == [("0", False), ("0", False),
                                                                      ("1", False), ("1", False)]
-    metrics = json.loads((Path(cluster_run.config.location("reports")) / "latest" / "metrics.json").read_text())
+    metrics = json.loads(storage.read_text(f"{cluster_run.config.location('reports')}/latest/metrics.json"))
     assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency"}
 
 

@@ -11,14 +11,14 @@ def test_local_default_is_read_from_the_repository_root() -> None:
     config = load_config()
     assert config.lakehouse == "./lakehouse"
     assert config.spark.master == "local[*]"
-    assert config.table("events") == f"{Path.cwd()}/lakehouse/events"
+    assert config.table("events") == f"file:{Path.cwd()}/lakehouse/events"
     assert config.ingest.max_future == dt.timedelta(days=1)
 
 
 def test_overrides_are_dotted_and_typed() -> None:
     config = load_config(None, ["lakehouse=./lakehouse-test", "generate.users=50",
                                 "spark.settings.spark.sql.shuffle.partitions=3"])
-    assert config.table("users") == f"{Path.cwd()}/lakehouse-test/users"
+    assert config.table("users") == f"file:{Path.cwd()}/lakehouse-test/users"
     assert load_config(None, ["lakehouse=s3a://bucket/churn/"]).table("users") == "s3a://bucket/churn/users"
     assert config.generate.users == 50
     assert config.spark.settings["spark.sql.shuffle.partitions"] == "3"

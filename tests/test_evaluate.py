@@ -40,7 +40,7 @@ def test_thresholds_chosen_on_validation() -> None:
 
 def test_report_files_and_metrics_json_shape(tmp_path: Path) -> None:
     test = {"lr": (LABELS, SCORES), "mlp": (LABELS, SCORES[::-1].copy())}
-    metrics = write_report(test, {"lr": 0.5, "mlp": 0.5}, dt.date(2026, 5, 21), tmp_path)
+    metrics = write_report(test, {"lr": 0.5, "mlp": 0.5}, dt.date(2026, 5, 21), str(tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == metrics and saved["test_snapshot"] == "2026-05-21"
     assert set(saved["models"]) == {"lr", "mlp"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 from pyspark.sql import Row, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from churn_spark import storage
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.ingest import ingest
@@ -301,6 +301,6 @@ def test_first_events_keep_each_users_first_event_ever(spark: SparkSession, conf
     expected = [Row("u1", dt.datetime(2025, 5, 1)), Row("u2", dt.datetime(2026, 1, 1))]
     assert first_events() == expected
 
-    shutil.rmtree(config.table("first_events"))  # as left by a version before the table existed
+    storage.remove(config.table("first_events"))  # as left by a version before the table existed
     ingest(spark, config, batch("b4", [("e7", "u3", "2026-03-01T00:00:00Z")]))
     assert first_events() == [*expected, Row("u3", dt.datetime(2026, 3, 1))]

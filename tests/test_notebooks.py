@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from churn_spark import storage
 from churn_spark.config import load_config
 from churn_spark.features import catalogue
 from churn_spark.ingest import ingest
@@ -58,8 +59,7 @@ def test_demo_notebooks_run_in_order(spark: SparkSession, tmp_path: Path, monkey
     out = run_notebook("04_scoring_and_alerts.py", monkeypatch, capsys, **widgets)
     assert "scored 150 users at 2026-06-04" in out and "scored 150 users at 2026-06-18" in out
     assert "suggested_action" in out
-    report = Path(config.location("reports")) / "manager.html"
-    page = report.read_text()
+    page = storage.read_text(f"{config.location('reports')}/manager.html")
     assert "Risk distribution" in page and "Top alert reasons" in page and "data:image/png;base64," in page
 
 
@@ -74,7 +74,7 @@ def test_online_retail_walkthrough_on_the_real_file(spark: SparkSession, tmp_pat
                        source_file=str(ONLINE_RETAIL), snapshots="2011-04-26:2011-05-24:14,2011-09-01")
     config = load_config(ROOT / "conf" / "online_retail.yaml", overrides)
     assert "events: read 541909, written 401602, duplicates skipped 5227, quarantined 135080" in out
-    metrics = json.loads((Path(config.location("reports")) / "latest" / "metrics.json").read_text())
+    metrics = json.loads(storage.read_text(f"{config.location('reports')}/latest/metrics.json"))
     assert metrics["test_snapshot"] == "2011-09-01"
     models = metrics["models"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]

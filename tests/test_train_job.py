@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
+from churn_spark import storage
 from churn_spark.cli import main
 from churn_spark.config import Config, load_config
 from churn_spark.contract import SPARK_TYPES
@@ -31,6 +32,11 @@ from tests.builders import store_dates
 from tests.conftest import ROOT, TEST_SETTINGS
 
 SNAPSHOTS = [dt.date(2026, 2, 26) + dt.timedelta(days=14 * k) for k in range(7)]
+
+
+def local(location: str) -> Path:
+    """The local folder of a lakehouse location (a ``file:`` URI here)."""
+    return Path(storage.local_path(location))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,7 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
 @pytest.mark.slow
 def test_report_and_evaluate_agree(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     config, result = trained
-    latest = Path(config.location("reports")) / "latest"
+    latest = local(config.location("reports")) / "latest"
     assert json.loads((latest / "metrics.json").read_text()) == result["metrics"]
     assert evaluate_run(spark, config) == result["metrics"]
 
@@ -71,7 +77,7 @@ def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: t
     model = mlflow.pyfunc.load_model(f"models:/{config.mlflow.model_name}/{result['version']}")
     rows = read_table(spark, config, "training_set").where(F.col("snapshot_date") == SNAPSHOTS[-1]).toPandas()
     version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
-    bundle = Bundle.load(str(Path(config.location("models")) / result["run"] / f"{version.tags['kind']}.pt"))
+    bundle = Bundle.load(f"{config.location('models')}/{result['run']}/{version.tags['kind']}.pt")
     assert np.allclose(model.predict(rows)["churn_probability"].to_numpy(), bundle.predict_proba(rows))
     assert float(version.tags["threshold"]) == pytest.approx(bundle.threshold)
     assert version.tags["features"].split(",") == bundle.features
@@ -141,7 +147,7 @@ def test_a_refused_train_creates_nothing_and_leaves_latest(
     """One class in the training snapshots: refused before any run folder exists (today an
     empty run is created and LATEST points at it), through the library and the CLI."""
     write_small_training_set(spark, small, {day: [0] * 6 for day in SMALL_SNAPSHOTS})
-    models = Path(small.location("models"))
+    models = local(small.location("models"))
     (models / "20260101T000000").mkdir(parents=True)
     (models / "20260101T000000" / "complete.json").write_text("{}")
     (models / "LATEST").write_text("20260101T000000")
@@ -161,11 +167,11 @@ def test_a_refused_train_creates_nothing_and_leaves_latest(
 def test_evaluate_refuses_a_latest_run_that_never_completed(
         spark: SparkSession, small: Config, capsys: pytest.CaptureFixture[str]) -> None:
     """What an older version left behind: LATEST naming an empty run folder (today: a traceback)."""
-    models = Path(small.location("models"))
+    models = local(small.location("models"))
     (models / "20260101T000000").mkdir(parents=True)
     (models / "LATEST").write_text("20260101T000000")
-    line = (f"{models}/20260101T000000: training run 20260101T000000 did not complete; run churn-spark train "
-            f"(--resume continues it)")
+    line = (f"{small.location('models')}/20260101T000000: training run 20260101T000000 did not complete; "
+            f"run churn-spark train (--resume continues it)")
     with pytest.raises(InputError) as refused:
         evaluate_run(spark, small)
     assert str(refused.value) == line
@@ -175,7 +181,7 @@ def test_evaluate_refuses_a_latest_run_that_never_completed(
 
 def test_resume_continues_an_interrupted_run_never_an_empty_one(spark: SparkSession, small: Config) -> None:
     write_small_training_set(spark, small, {day: [0, 1] * 6 for day in SMALL_SNAPSHOTS})
-    models = Path(small.location("models"))
+    models = local(small.location("models"))
     (models / "29990101T000000").mkdir(parents=True)  # created, then abandoned before its plan: no run
     (models / "LATEST").write_text("29990101T000000")
 

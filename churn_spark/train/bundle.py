@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from churn_spark import storage
 from churn_spark.train.model import build_model
 from churn_spark.train.preprocess import Preprocessing, to_arrays
 
@@ -28,30 +29,33 @@ class Bundle:
     def features(self) -> list[str]:
         return [*self.preprocessing.numeric, *self.preprocessing.categorical]
 
-    def save(self, path: str | io.BytesIO) -> None:
-        torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
-                    "threshold": self.threshold, "version": self.version}, path)
+    def save(self, path: str, config: storage.Where = None) -> None:
+        """Write the bundle to ``path`` (a path or URI), whole or not at all."""
+        storage.write_atomically(path, self.to_bytes(), config)
 
     @classmethod
-    def load(cls, path: str | io.BytesIO) -> Bundle:
-        saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-        return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
-                   saved["threshold"], saved.get("version", ""))
+    def load(cls, path: str, config: storage.Where = None) -> Bundle:
+        """The bundle saved at ``path`` (a path or URI)."""
+        return cls.from_bytes(storage.read_bytes(path, config))
 
     def to_bytes(self) -> bytes:
         """The bundle as bytes (broadcast to executors by the scoring job)."""
         buffer = io.BytesIO()
-        self.save(buffer)
+        torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
+                    "threshold": self.threshold, "version": self.version}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
-        return cls.load(io.BytesIO(data))
+        saved: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
+                   saved["threshold"], saved.get("version", ""))
 
     @classmethod
-    def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing) -> Bundle:
-        """The best weights a training run checkpointed, as a bundle."""
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+    def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing,
+                        config: storage.Where = None) -> Bundle:
+        """The best weights a training run checkpointed (at a path or URI), as a bundle."""
+        saved = torch.load(io.BytesIO(storage.read_bytes(path, config)), map_location="cpu", weights_only=False)
         return cls(kind, saved["model"], preprocessing)
 
     def network(self) -> torch.nn.Module:

@@ -84,7 +84,7 @@ def run_rank(params: dict[str, Any]) -> dict[str, Any]:
 
         trainer = Trainer(model, optimizer, loss, inputs, batches(params["train"]), batches(params["valid"]),
                           params["checkpoint"], seed=params["seed"], patience=params.get("patience", 3),
-                          extra_state=params.get("extra_state"))
+                          extra_state=params.get("extra_state"), storage_options=params.get("storage_options"))
         state = trainer.train(params["epochs"], resume=params.get("resume", False))
         return {"best_auc": state.best_auc, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
                 "history": state.history, "epoch_seconds": state.epoch_seconds, "checkpoint": params["checkpoint"] + ".best", "world_size": world,

@@ -6,10 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
+import posixpath
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -18,7 +17,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from churn_spark import tables
+from churn_spark import storage, tables
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.evaluate import choose_threshold, write_report
@@ -48,7 +47,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     from churn_spark.train.feed import make_converter
     from churn_spark.train.tracking import track_run
 
-    for folder in ("models", "reports"):
+    for folder in ("models", "reports", "cache"):
         tables.check_location(config, folder, write=True)
     if not tables.table_exists(spark, config, "training_set"):
         raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
@@ -62,7 +61,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     positives, negatives = _class_counts(training, split)
     prep = preprocess.fit(parts["train"], numeric, categorical)
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
-    cache = f"file://{run_dir.parent / 'petastorm_cache'}"
+    cache = config.location("cache")  # a URI every training rank can read, wherever it runs
     converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
         max(2, config.train.num_processes)), cache, feed=config.train.feed) for name in ("train", "valid")}
     valid_rows = parts["valid"].toPandas()
@@ -73,44 +72,46 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
             began = time.perf_counter()
             summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
                                         config.train.local_mode), "seconds": time.perf_counter() - began}
-            bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep)
+            bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config)
             bundle.threshold = _threshold(config, valid_rows["label"].to_numpy(), bundle.predict_proba(valid_rows))
-            bundle.save(str(run_dir / f"{kind}.pt"))
+            bundle.save(storage.join(run_dir, f"{kind}.pt"), config)
     finally:
         for converter in converters.values():
             converter.delete()
     # What really ran (world size, device, epochs, seconds), beside the configuration that asked for it.
-    (run_dir / "training.json").write_text(json.dumps(summaries, indent=2))
+    storage.write_text(storage.join(run_dir, "training.json"), json.dumps(summaries, indent=2), config)
     _fit_lightgbm(parts["train"], valid_rows, numeric, categorical, config, run_dir)
     metrics = evaluate_run(spark, config, run_dir)
     version = track_run(config, split, summaries, metrics, run_dir)
-    _complete(run_dir, version)
-    return {"run": run_dir.name, "split": split, "metrics": metrics, "summaries": summaries, "version": version}
+    _complete(config, run_dir, version)
+    return {"run": posixpath.basename(run_dir), "split": split, "metrics": metrics, "summaries": summaries,
+            "version": version}
 
 
-def evaluate_run(spark: SparkSession, config: Config, run_dir: Path | None = None) -> dict:
+def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None) -> dict:
     """Score the run's models (and the recency-only reference) on its validation and test
     snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``."""
-    models = Path(config.location("models"))
+    models = config.location("models")
     if run_dir is None:
-        if not (models / LATEST).exists():
+        if not storage.exists(storage.join(models, LATEST), config):
             raise InputError(f"{models}: no training run to evaluate; run churn-spark train first")
-        run_dir = models / (models / LATEST).read_text().strip()
-        if not (run_dir / COMPLETE).exists():  # LATEST written by an older version at a run's start
-            raise InputError(f"{run_dir}: training run {run_dir.name} did not complete; run churn-spark train "
+        name = storage.read_text(storage.join(models, LATEST), config).strip()
+        run_dir = storage.join(models, name)
+        if not storage.exists(storage.join(run_dir, COMPLETE), config):  # LATEST of an older version
+            raise InputError(f"{run_dir}: training run {name} did not complete; run churn-spark train "
                              f"(--resume continues it)")
-    saved = json.loads((run_dir / "split.json").read_text())
+    saved = json.loads(storage.read_text(storage.join(run_dir, "split.json"), config))
     split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")))
     training = tables.read_table(spark, config, "training_set")
     rows = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name)))).toPandas()
             for name in ("valid", "test")}
     scores = {}
     for kind in config.train.models:
-        bundle = Bundle.load(str(run_dir / f"{kind}.pt"))
+        bundle = Bundle.load(storage.join(run_dir, f"{kind}.pt"), config)
         network = bundle.network()
         scores[kind] = {name: bundle.predict_proba(part, network) for name, part in rows.items()}
-    booster = lgb.Booster(model_file=str(run_dir / "lightgbm.txt"))
-    levels = json.loads((run_dir / "lightgbm_categories.json").read_text())
+    booster = lgb.Booster(model_str=storage.read_text(storage.join(run_dir, "lightgbm.txt"), config))
+    levels = json.loads(storage.read_text(storage.join(run_dir, "lightgbm_categories.json"), config))
     scores["lightgbm"] = {name: booster.predict(_lgb_inputs(part, booster.feature_name(), levels))
                           for name, part in rows.items()}
     # The reference to beat: days since the last purchase, scaled to [0, 1] (only its order matters).
@@ -132,46 +133,41 @@ COMPLETE = "complete.json"  # in a run folder: written last, once the run is reg
 _RUN_NAME = re.compile(r"\d{8}T\d{6}")
 
 
-def _run_dir(config: Config, split: Split, resume: bool) -> Path:
+def _run_dir(config: Config, split: Split, resume: bool) -> str:
     """The interrupted run to resume, or a new run folder holding its plan (``split.json``)."""
-    models = Path(config.location("models"))
+    models = config.location("models")
     if resume:
-        interrupted = _interrupted_run(models)
+        interrupted = _interrupted_run(config, models)
         if interrupted is not None:
-            planned = json.loads((interrupted / "split.json").read_text())
+            planned = json.loads(storage.read_text(storage.join(interrupted, "split.json"), config))
             if planned != _split_json(split):
                 raise InputError(f"{interrupted}: the interrupted run was split as {planned}, training_set now "
                                  f"splits as {_split_json(split)}; train without --resume")
-            log.info("resuming the interrupted run %s", interrupted.name)
+            log.info("resuming the interrupted run %s", posixpath.basename(interrupted))
             return interrupted
         log.info("%s: no interrupted run to resume; starting a new one", models)
-    run_dir = models / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(run_dir / "split.json", json.dumps(_split_json(split)))  # from now on, resumable
+    run_dir = storage.join(models, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S"))
+    storage.makedirs(run_dir, config)
+    # Written whole or not at all: from now on, the run is resumable.
+    storage.write_atomically(storage.join(run_dir, "split.json"), json.dumps(_split_json(split)), config)
     return run_dir
 
 
-def _interrupted_run(models: Path) -> Path | None:
+def _interrupted_run(config: Config, models: str) -> str | None:
     """The newest run when it started (has its plan) and never completed; a folder without a
     plan (created and abandoned before training began) is no run at all."""
-    runs = sorted(p for p in models.glob("*") if p.is_dir() and _RUN_NAME.fullmatch(p.name)
-                  and (p / "split.json").exists()) if models.is_dir() else []
-    return runs[-1] if runs and not (runs[-1] / COMPLETE).exists() else None
+    runs = [storage.join(models, name) for name in storage.listdir(models, config) if _RUN_NAME.fullmatch(name)]
+    runs = [run for run in runs if storage.exists(storage.join(run, "split.json"), config)]
+    return runs[-1] if runs and not storage.exists(storage.join(runs[-1], COMPLETE), config) else None
 
 
-def _complete(run_dir: Path, version: str) -> None:
-    """Mark the run complete, then point ``LATEST`` at it (each file written whole, then renamed)."""
+def _complete(config: Config, run_dir: str, version: str) -> None:
+    """Mark the run complete, then point ``LATEST`` at it (each file written whole or not at all)."""
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    _write_atomically(run_dir / COMPLETE, json.dumps({"run": run_dir.name, "version": version, "completed": stamp}))
-    _write_atomically(run_dir.parent / LATEST, run_dir.name)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: readers
-    see the old content or the new, never a part."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    name = posixpath.basename(run_dir)
+    storage.write_atomically(storage.join(run_dir, COMPLETE),
+                             json.dumps({"run": name, "version": version, "completed": stamp}), config)
+    storage.write_atomically(storage.join(config.location("models"), LATEST), name, config)
 
 
 def _split_json(split: Split) -> dict[str, list[str]]:
@@ -197,7 +193,7 @@ def _class_counts(training: DataFrame, split: Split) -> tuple[int, int]:
     return counts["train"][0], counts["train"][1] - counts["train"][0]
 
 
-def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converters: dict, run_dir: Path,
+def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converters: dict, run_dir: str,
             positives: int, negatives: int, resume: bool) -> dict[str, Any]:
     settings = config.train
     return dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
@@ -205,7 +201,8 @@ def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converter
                 weight_decay=settings.weight_decay, batch_size=settings.batch_size,
                 pos_weight=negatives / positives, epochs=settings.epochs, patience=settings.patience,
                 train=converters["train"], valid=converters["valid"], use_gpu=settings.use_gpu,
-                checkpoint=str(run_dir / f"{kind}.ckpt"), resume=resume,
+                checkpoint=storage.join(run_dir, f"{kind}.ckpt"), resume=resume,
+                storage_options=storage.storage_options(run_dir, config),
                 extra_state={"preprocessing": prep.to_dict()})
 
 
@@ -216,7 +213,7 @@ def _threshold(config: Config, labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, numeric: list[str], categorical: list[str],
-                  config: Config, run_dir: Path) -> None:
+                  config: Config, run_dir: str) -> None:
     """The baseline on the same features and split (trained on the driver, sampled above a cap)."""
     total = train.count()
     cap = config.train.baseline_max_rows
@@ -229,8 +226,8 @@ def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, numeric: list[str], cat
     model.fit(_lgb_inputs(frame, columns, levels), frame["label"],
               eval_set=[(_lgb_inputs(valid, columns, levels), valid["label"])],
               callbacks=[lgb.early_stopping(30, verbose=False)])
-    model.booster_.save_model(str(run_dir / "lightgbm.txt"))
-    (run_dir / "lightgbm_categories.json").write_text(json.dumps(levels))
+    storage.write_text(storage.join(run_dir, "lightgbm.txt"), model.booster_.model_to_string(), config)
+    storage.write_text(storage.join(run_dir, "lightgbm_categories.json"), json.dumps(levels), config)
 
 
 def _lgb_inputs(rows: pd.DataFrame, columns: list[str], levels: dict[str, list[str]]) -> pd.DataFrame:
@@ -242,14 +239,12 @@ def _lgb_inputs(rows: pd.DataFrame, columns: list[str], levels: dict[str, list[s
 
 
 def _report(config: Config, split: Split, rows: dict[str, pd.DataFrame], scores: dict[str, dict],
-            run_dir: Path) -> dict:
+            run_dir: str) -> dict:
     valid_y, test_y = rows["valid"]["label"].to_numpy(int), rows["test"]["label"].to_numpy(int)
     thresholds = {name: _threshold(config, valid_y, s["valid"]) for name, s in scores.items()}
     test = {name: (test_y, s["test"]) for name, s in scores.items()}
-    reports = Path(config.location("reports"))
-    metrics = write_report(test, thresholds, split.test[0], reports / run_dir.name)
-    latest = reports / "latest"
-    latest.mkdir(parents=True, exist_ok=True)
-    for item in (reports / run_dir.name).iterdir():
-        (latest / item.name).write_bytes(item.read_bytes())
+    reports = config.location("reports")
+    report = storage.join(reports, posixpath.basename(run_dir))
+    metrics = write_report(test, thresholds, split.test[0], report, config)
+    storage.copy_folder(report, storage.join(reports, "latest"), config)
     return metrics

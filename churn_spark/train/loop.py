@@ -10,10 +10,10 @@ early-stopping decision.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import roc_auc_score
 from torch import nn
+
+from churn_spark import storage
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,13 @@ class Trainer:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, inputs: Inputs,
                  train_batches: Batches, valid_batches: Batches, checkpoint: str, seed: int = 0,
-                 patience: int = 3, extra_state: dict[str, Any] | None = None) -> None:
+                 patience: int = 3, extra_state: dict[str, Any] | None = None,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
         self.model, self.optimizer, self.loss, self.inputs = model, optimizer, loss, inputs
         self.train_batches, self.valid_batches = train_batches, valid_batches
-        self.checkpoint, self.seed, self.patience = checkpoint, seed, patience
+        # A path or URI (rank 0 may run on an executor: the lakehouse's store, not its disk).
+        self.checkpoint, self.storage_options = checkpoint, dict(storage_options or {})
+        self.seed, self.patience = seed, patience
         self.extra_state = extra_state or {}
         self.device = next(model.parameters()).device
         self.distributed = dist.is_available() and dist.is_initialized()
@@ -108,20 +113,22 @@ class Trainer:
     def _save_checkpoint(self, path: str) -> None:
         if self.rank != 0:
             return
-        tmp = f"{path}.tmp"
+        buffer = io.BytesIO()
         torch.save({"model": self._module().state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "state": self.state.__dict__, **self.extra_state}, tmp)
-        os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
+                    "state": self.state.__dict__, **self.extra_state}, buffer)
+        # Written whole or not at all: a kill mid-write never leaves a broken checkpoint.
+        storage.write_atomically(path, buffer.getvalue(), self.storage_options)
 
     def _load_checkpoint(self) -> None:
-        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        saved = torch.load(io.BytesIO(storage.read_bytes(self.checkpoint, self.storage_options)),
+                           map_location=self.device, weights_only=False)
         self._module().load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
 
     def train(self, epochs: int, resume: bool = False) -> TrainState:
         """Train up to ``epochs`` epochs (from the checkpoint when ``resume``); keep the best model."""
-        if resume and os.path.exists(self.checkpoint):
+        if resume and storage.exists(self.checkpoint, self.storage_options):
             self._load_checkpoint()
             log.info("resuming after epoch %d", self.state.epoch)
         while self.state.epoch < epochs and self.state.stale_epochs < self.patience:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-from pathlib import Path
+import posixpath
 from typing import Any
 
 import mlflow
@@ -19,6 +18,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from churn_spark import storage
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.train.bundle import Bundle
@@ -39,18 +39,19 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
 
 
 def tracking_uri(setting: str) -> str:
-    """A local folder becomes an absolute path; any other MLflow URI is kept."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", setting):
+    """A local folder becomes an absolute path; any other MLflow URI (``file:`` included) is kept."""
+    if storage.is_uri(setting):
         return setting
-    return os.path.abspath(setting)
+    return storage.local_path(storage.canonical(setting))
 
 
-def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics: dict, run_dir: Path) -> str:
+def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics: dict, run_dir: str) -> str:
     """Log the run and register its best network; return the registered version."""
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
     mlflow.set_experiment(config.mlflow.experiment)
     settings = config.train
-    with mlflow.start_run(run_name=run_dir.name):
+    name = posixpath.basename(run_dir)
+    with mlflow.start_run(run_name=name):
         mlflow.log_params({
             "models": ",".join(settings.models), "launcher": settings.launcher,
             "num_processes": settings.num_processes, "epochs": settings.epochs, "batch_size": settings.batch_size,
@@ -64,22 +65,28 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
                                    step=int(row["epoch"]))
         for model, values in metrics["models"].items():
             mlflow.log_metrics({f"test_{model}_{name}": value for name, value in values.items()})
-        mlflow.log_artifacts(str(Path(config.location("reports")) / run_dir.name), "report")
+        # MLflow logs local files only: a report on an object store or HDFS is copied down first.
+        with storage.local_copy(storage.join(config.location("reports"), name), config) as report:
+            mlflow.log_artifacts(report, "report")
         best = max(summaries, key=lambda kind: metrics["models"][kind]["roc_auc"])
-        return register_bundle(config, run_dir / f"{best}.pt",
-                               {"test_roc_auc": metrics["models"][best]["roc_auc"], "run": run_dir.name})
+        return register_bundle(config, storage.join(run_dir, f"{best}.pt"),
+                               {"test_roc_auc": metrics["models"][best]["roc_auc"], "run": name})
 
 
-def register_bundle(config: Config, path: str | Path, tags: dict[str, Any] | None = None) -> str:
-    """Log a bundle file as the pyfunc model of the active run (or of a new one), register it
-    under ``mlflow.model_name`` with its kind, threshold and features as tags; return its version."""
+def register_bundle(config: Config, path: str | os.PathLike[str], tags: dict[str, Any] | None = None) -> str:
+    """Log a bundle file (a path or URI) as the pyfunc model of the active run (or of a new one),
+    register it under ``mlflow.model_name`` with its kind, threshold and features as tags; return
+    its version."""
+    path = os.fspath(path)
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
-    bundle = Bundle.load(str(path))
+    bundle = Bundle.load(path, config)
     if not mlflow.active_run():
         mlflow.set_experiment(config.mlflow.experiment)
-    with contextlib.nullcontext() if mlflow.active_run() else mlflow.start_run(run_name=Path(path).stem):
+    run_name = posixpath.splitext(posixpath.basename(path))[0]
+    with (contextlib.nullcontext() if mlflow.active_run() else mlflow.start_run(run_name=run_name),
+          storage.local_copy(path, config) as local):
         info = mlflow.pyfunc.log_model(
-            "model", python_model=ChurnModel(), artifacts={"bundle": str(path)},
+            "model", python_model=ChurnModel(), artifacts={"bundle": local},
             registered_model_name=config.mlflow.model_name, signature=_signature(bundle),
             pip_requirements=_requirements())  # given, not inferred: inference re-imports the model (~8 s)
     version = str(info.registered_model_version)
@@ -116,11 +123,10 @@ def _local_store_exists(uri: str) -> bool:
     """False for a local store that does not exist yet: a folder (or ``file:``) without the model
     registry's ``models`` folder, or a missing ``sqlite:`` file; True for any other URI."""
     if uri.startswith("sqlite:///"):
-        return os.path.isfile(uri[len("sqlite:///"):])
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) and not uri.startswith("file:"):
+        return storage.exists(uri[len("sqlite:///"):])
+    if storage.is_uri(uri) and not uri.startswith("file:"):
         return True  # a tracking server or database: asking it creates nothing here
-    path = re.sub(r"^file:(//)?", "", uri)
-    return os.path.isdir(os.path.join(path, "models"))
+    return storage.isdir(storage.join(uri, "models"))
 
 
 def load_registered(config: Config, version: str | None = None) -> tuple[str, Bundle]:
