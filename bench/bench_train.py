@@ -10,7 +10,8 @@ category indices, a label that depends on them), cached once by each feed that r
    ``open_batches`` (one reader thread, as training does), feed after feed, then the same loop
    over the same rows already held as torch tensors (the limit). Prints seconds per epoch and
    the ratio feed / memory (goals: petastorm <= 1.25, arrow <= 1.1).
-2. DDP (unless ``--no-ddp``): the real ``train_fn`` under torchrun, reading the ``auto`` feed, with 1 process and with 2 processes (gloo, CPU,
+2. DDP (unless ``--no-ddp``): the real ``train_fn`` under torchrun, reading the ``auto`` feed,
+   with 1 process and with 2 processes (gloo, CPU,
    OMP_NUM_THREADS=1 each, as TorchDistributor sets), the same data and epochs; throughput =
    training rows / mean training-pass seconds (start-up excluded). Prints the ratio 2 / 1
    (goal >= 1.6 on 2 cores), and, for reference, 1 process allowed 2 threads.
@@ -20,6 +21,7 @@ Medians over ``--repeats``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pickle
 import statistics
@@ -49,6 +51,10 @@ def _table(spark, rows: int):
     frame = spark.range(rows).select(*columns)
     logit = F.col("n0") - F.col("n1") + 0.5 * F.col("c0") - 1
     return frame.withColumn("label", (F.rand(999) < 1 / (1 + F.exp(-logit))).cast("float"))
+
+
+def _epoch_batches(feed, epoch: int):
+    return open_batches(feed, BATCH, shuffle_seed=epoch)
 
 
 def _epochs(batches_of_epoch, epochs: int) -> float:
@@ -128,7 +134,7 @@ def main(rows: int, epochs: int, repeats: int, row_group_mb: float, ddp_too: boo
     seconds: dict[str, list[float]] = {name: [] for name in [*feeds, "memory"]}
     for _ in range(repeats):  # interleaved, so that the machine's load changes touch every feed alike
         for name, feed in feeds.items():
-            seconds[name].append(_epochs(lambda epoch, feed=feed: open_batches(feed, BATCH, shuffle_seed=epoch), epochs))
+            seconds[name].append(_epochs(functools.partial(_epoch_batches, feed), epochs))
         seconds["memory"].append(_epochs(memory, epochs))
         print("repeat:", ", ".join(f"{name} {s[-1]:.2f} s/epoch" for name, s in seconds.items()), flush=True)
     ddp = {}
