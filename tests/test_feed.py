@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import fsspec
+import fsspec.implementations.memory
+import pyarrow.fs as pafs
 import pytest
 import torch
 from pyspark.sql import DataFrame, SparkSession
@@ -22,7 +24,7 @@ from pyspark.sql import functions as F
 from churn_spark.config import load_config
 from churn_spark.errors import ConfigError
 from churn_spark.train.feed import make_converter, open_batches, petastorm_problem, resolve_feed
-from churn_spark.train.feed_arrow import ArrowCache, reader_url, shard
+from churn_spark.train.feed_arrow import ArrowCache, _filesystem, shard
 from tests.conftest import ROOT
 
 ROWS = 2_000
@@ -78,11 +80,13 @@ def test_shard_without_padding_splits_the_rows_exactly() -> None:
     assert shard([0], [0], 0, 2, pad=True) == []
 
 
-def test_reader_url_maps_spark_locations_for_fsspec() -> None:
-    assert reader_url("dbfs:/churn/cache/x") == "/dbfs/churn/cache/x"
-    for same in ("file:/tmp/cache/x", "file:///tmp/cache/x", "s3a://bucket/churn/cache/x", "hdfs://nn/x"):
-        assert reader_url(same) == same
-    assert fsspec.core.url_to_fs("file:/tmp/cache/x")[1] == "/tmp/cache/x"  # Spark's one-slash form
+def test_a_local_cache_is_read_natively_and_any_other_through_fsspec() -> None:
+    for spelling in ("file:/tmp/cache/x", "file:///tmp/cache/x", "/tmp/cache/x"):  # Spark prints the first
+        filesystem, path = _filesystem(spelling, None)
+        assert (type(filesystem), path) == (pafs.LocalFileSystem, "/tmp/cache/x")
+    filesystem, path = _filesystem("memory://cache/x", None)
+    assert (type(filesystem), type(filesystem.handler.fs), path) == (
+        pafs.PyFileSystem, fsspec.implementations.memory.MemoryFileSystem, "/cache/x")
 
 
 def test_fsspec_reads_spark_s3a_as_s3() -> None:
@@ -189,7 +193,8 @@ def test_arrow_cache_is_deleted_after_training(spark: SparkSession, tmp_path: Pa
 
 def test_arrow_feed_refuses_a_text_column(spark: SparkSession, tmp_path: Path) -> None:
     frame = spark.range(3).select("id", F.lit("gold").alias("level"))
-    with pytest.raises(ValueError, match="^frame: column level is string; the training feed takes numeric columns only$"):
+    refusal = "^frame: column level is string; the training feed takes numeric columns only$"
+    with pytest.raises(ValueError, match=refusal):
         make_converter(frame, f"file://{tmp_path}", feed="arrow")
 
 
@@ -273,6 +278,15 @@ def test_auto_picks_petastorm_where_it_imports() -> None:
     assert load_config(None, ["train.feed=petastorm"]).train.feed == "petastorm"
 
 
+@needs_petastorm
+def test_a_cache_on_an_object_store_is_read_by_the_arrow_feed() -> None:
+    assert [resolve_feed("auto", c) for c in ("file:/tmp/c", "/tmp/c", "hdfs://nn/c", "s3a://b/c")] == [
+        "petastorm", "petastorm", "petastorm", "arrow"]
+    with pytest.raises(ConfigError, match=r"^train.feed: petastorm cannot be used here \(petastorm 0.13.1 reads a "
+                                          r"cache on local disk or HDFS only, not s3a://b/c\); set train.feed to"):
+        resolve_feed("petastorm", "s3a://b/c")
+
+
 WITHOUT_PETASTORM = """
 import sys
 sys.modules["petastorm"] = None  # as on a line where petastorm is not installed: importing it fails
@@ -296,7 +310,7 @@ def test_without_petastorm_auto_is_arrow_and_petastorm_is_refused() -> None:
     problem = "ModuleNotFoundError: import of petastorm halted; None in sys.modules"
     assert run.stdout.splitlines() == [
         "arrow arrow False",
-        f"train.feed: petastorm cannot be imported here ({problem}); set train.feed to arrow (or auto)",
+        f"train.feed: petastorm cannot be used here ({problem}); set train.feed to arrow (or auto)",
         f"conf/local.yaml: train.feed: Value error, petastorm cannot be imported here ({problem}); "
         f"set train.feed to arrow or auto",
     ]

@@ -9,7 +9,8 @@ Two feeds sit behind one interface, so that the job and the training loop never 
     The same Parquet cache read with ``pyarrow.dataset`` (``feed_arrow``): any pyarrow from 14 on,
     every rank the same number of steps.
 
-``auto`` (the default of ``train.feed``) picks petastorm when it imports, else arrow. This module
+``auto`` (the default of ``train.feed``) picks petastorm when it imports and the cache is on local
+disk or HDFS (petastorm 0.13.1 on pyarrow 14 cannot read one on an object store), else arrow. This module
 imports neither petastorm nor the arrow feed until one is asked for, so that it imports where
 petastorm is not installed.
 
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from churn_spark import storage
 from churn_spark.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -51,25 +53,38 @@ def petastorm_problem() -> str | None:
     return None
 
 
-def resolve_feed(feed: str) -> str:
-    """The feed that ``feed`` (``auto``, ``petastorm`` or ``arrow``) means on this installation.
+def resolve_feed(feed: str, cache_dir: str | None = None) -> str:
+    """The feed that ``feed`` (``auto``, ``petastorm`` or ``arrow``) means on this installation,
+    for a cache under ``cache_dir`` (None: wherever it is).
 
     Raises
     ------
     ConfigError
-        For an unknown name, or ``petastorm`` where petastorm cannot be imported.
+        For an unknown name, or ``petastorm`` where petastorm cannot be imported or cannot read
+        the cache's filesystem.
     """
     if feed not in FEEDS:
         raise ConfigError(f"train.feed: {feed!r} is not one of {', '.join(FEEDS)}")
     if feed == "arrow":
         return feed
     problem = petastorm_problem()
+    if problem is None and cache_dir is not None and not _petastorm_reads(cache_dir):
+        # Its reader calls ParquetDataset(validate_schema=...), which pyarrow 14 takes for local
+        # and HDFS paths only.
+        problem = f"petastorm {_PETASTORM_LINE} reads a cache on local disk or HDFS only, not {cache_dir}"
     if problem is None:
         return "petastorm"
     if feed == "petastorm":
-        raise ConfigError(f"train.feed: petastorm cannot be imported here ({problem}); "
+        raise ConfigError(f"train.feed: petastorm cannot be used here ({problem}); "
                           f"set train.feed to arrow (or auto)")
     return "arrow"
+
+
+_PETASTORM_LINE = "0.13.1"
+
+
+def _petastorm_reads(cache_dir: str) -> bool:
+    return storage.local_path(cache_dir) is not None or cache_dir.startswith(("hdfs:", "viewfs:"))
 
 
 def make_converter(frame: DataFrame, cache_dir: str, feed: str = "auto",
@@ -93,7 +108,7 @@ def make_converter(frame: DataFrame, cache_dir: str, feed: str = "auto",
     ConfigError
         As ``resolve_feed``.
     """
-    if resolve_feed(feed) == "petastorm":
+    if resolve_feed(feed, cache_dir) == "petastorm":
         from churn_spark.train.feed_petastorm import PetastormCache
 
         return PetastormCache.write(frame, cache_dir, storage_options)

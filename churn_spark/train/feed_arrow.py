@@ -2,9 +2,10 @@
 
 Spark writes the frame once under the cache URI (row groups of about ``ROW_GROUP_BYTES``); the
 driver then indexes its row groups (file, number, rows) from the Parquet footers, and that index
-travels, pickled, to every rank. A rank reads through fsspec (``url_to_fs`` with the storage
-options, wrapped in ``pyarrow.fs.PyFileSystem``), so that ``file:``, ``s3a://``, ``hdfs://``,
-``abfss://`` and the rest are read as Spark wrote them.
+travels, pickled, to every rank. A rank reads a local cache with pyarrow's own local filesystem
+and any other through ``churn_spark.storage`` (fsspec, with the storage options, wrapped in
+``pyarrow.fs.PyFileSystem``), so that ``file:``, ``s3a://``, ``hdfs://``, ``abfss://`` and the
+rest are read as Spark wrote them.
 
 Shards: each epoch lays the row groups end to end, in an order shuffled by the seed (file order
 without one), and cuts that sequence of rows into ``world_size`` contiguous ranges; rank ``r``
@@ -19,6 +20,7 @@ twice per epoch. For validation (no seed) the ranges split the rows exactly, no 
 from __future__ import annotations
 
 import bisect
+import os
 import queue
 import threading
 import uuid
@@ -27,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import fsspec
 import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -35,26 +36,21 @@ import torch
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from churn_spark import storage
+
 ROW_GROUP_BYTES = 8 * 1024 * 1024  # Parquet's row-group target: the unit of sharding and shuffling
 
 Piece = tuple[int, int, int]  # (row group in the index, first row, row after the last)
 Item = TypeVar("Item")
 
 
-def reader_url(uri: str) -> str:
-    """The fsspec URL of a location Spark writes as ``uri``.
-
-    Databricks' ``dbfs:/x`` is its FUSE mount ``/dbfs/x`` on every node; every other form is the
-    same to both: fsspec reads Spark's ``file:/x`` (one slash, as Hadoop prints it) as a local
-    path, and ``s3a`` is one of s3fs's protocols.
-    """
-    if uri.startswith("dbfs:/"):
-        return "/dbfs/" + uri[len("dbfs:/"):].lstrip("/")
-    return uri
-
-
-def _filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[pafs.FileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+def _filesystem(uri: str, storage_options: dict[str, Any] | None) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding ``uri`` and the path on it (a local one read natively: a
+    Python filesystem handler in the read path costs as much as the training step)."""
+    local = storage.local_path(uri)
+    if local is not None:
+        return pafs.LocalFileSystem(), os.path.abspath(local)
+    fs, path = storage.filesystem(uri, storage_options or {})
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
@@ -105,7 +101,7 @@ class ArrowCache:
 
     uri: str  # as Spark wrote it
     storage_options: dict[str, Any] | None
-    files: list[str]  # paths on the fsspec filesystem of ``reader_url(uri)``
+    files: list[str]  # paths on the filesystem of ``uri`` (``_filesystem``)
     row_groups: list[tuple[int, int]]  # (file, row group in that file), row groups without rows left out
     rows: list[int]  # rows of each entry of row_groups
 
@@ -115,7 +111,7 @@ class ArrowCache:
         """Write ``frame`` (doubles as float32) to a new folder under ``cache_dir``; index its row groups."""
         uri = f"{cache_dir.rstrip('/')}/{uuid.uuid4().hex}"
         _prepared(frame).write.option("parquet.block.size", str(row_group_bytes)).parquet(uri)
-        filesystem, path = _filesystem(reader_url(uri), storage_options)
+        filesystem, path = _filesystem(uri, storage_options)
         dataset = ds.dataset(path, filesystem=filesystem, format="parquet")  # skips _SUCCESS and .crc
         files, row_groups, rows = [], [], []
         for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
@@ -143,7 +139,7 @@ class ArrowCache:
         docstring).
         """
         pieces = shard(self.rows, self.order(shuffle_seed), rank, world_size, pad=shuffle_seed is not None)
-        filesystem, _ = _filesystem(reader_url(self.uri), self.storage_options)
+        filesystem, _ = _filesystem(self.uri, self.storage_options)
         with _read_ahead(self._read(filesystem, pieces), max(workers, 1)) as tensors:
             yield _batches(tensors, batch_size)
 
@@ -156,7 +152,7 @@ class ArrowCache:
 
     def delete(self) -> None:
         """Remove the cache folder (Spark's marker files included)."""
-        filesystem, path = _filesystem(reader_url(self.uri), self.storage_options)
+        filesystem, path = _filesystem(self.uri, self.storage_options)
         filesystem.delete_dir(path)
 
 

@@ -63,7 +63,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
     cache = config.location("cache")  # a URI every training rank can read, wherever it runs
     converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
-        max(2, config.train.num_processes)), cache, feed=config.train.feed) for name in ("train", "valid")}
+        max(2, config.train.num_processes)), cache, feed=config.train.feed,
+        storage_options=storage.storage_options(cache, config)) for name in ("train", "valid")}
     valid_rows = parts["valid"].toPandas()
     summaries = {}
     try:
