@@ -81,7 +81,7 @@ def test_shard_without_padding_splits_the_rows_exactly() -> None:
 
 
 def test_a_local_cache_is_read_natively_and_any_other_through_fsspec() -> None:
-    for spelling in ("file:/tmp/cache/x", "file:///tmp/cache/x", "/tmp/cache/x"):  # Spark prints the first
+    for spelling in ("file:/tmp/cache/x", "file:///tmp/cache/x", "/tmp/cache/x"):  # Spark writes the first
         filesystem, path = _filesystem(spelling, None)
         assert (type(filesystem), path) == (pafs.LocalFileSystem, "/tmp/cache/x")
     filesystem, path = _filesystem("memory://cache/x", None)

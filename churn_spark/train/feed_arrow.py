@@ -20,7 +20,6 @@ twice per epoch. For validation (no seed) the ranges split the rows exactly, no 
 from __future__ import annotations
 
 import bisect
-import os
 import queue
 import threading
 import uuid
@@ -49,7 +48,7 @@ def _filesystem(uri: str, storage_options: dict[str, Any] | None) -> tuple[pafs.
     Python filesystem handler in the read path costs as much as the training step)."""
     local = storage.local_path(uri)
     if local is not None:
-        return pafs.LocalFileSystem(), os.path.abspath(local)
+        return pafs.LocalFileSystem(), local
     fs, path = storage.filesystem(uri, storage_options or {})
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
