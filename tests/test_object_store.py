@@ -1,0 +1,131 @@
+"""The whole pipeline on an S3-compatible object store: ``run-all`` with ``lakehouse: s3a://...``.
+
+moto's server on loopback (``tests/object_store.py``) holds the bucket; Spark reaches it through
+hadoop-aws (``spark.jars.packages``), the file artefacts through s3fs. One ``churn-spark run-all``
+runs in a subprocess with an empty working folder and its own HOME and TMPDIR, training with
+TorchDistributor on the executors (``local_mode: false``). MLflow's tracking store is not part of
+the lakehouse (on a cluster it is a tracking server): here it is a local folder of its own.
+Afterwards the bucket is listed with boto3 and the tables read back with the suite's session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from churn_spark.config import Config, load_config
+from churn_spark.tables import read_table
+from tests.conftest import ROOT, TEST_SETTINGS
+from tests.object_store import ObjectStore, object_store, point_session_at
+
+pytestmark = pytest.mark.slow
+
+TABLES = ["alerts", "churn_scores", "events", "ingest_log", "quarantine", "score_runs", "training_set",
+          "user_features", "users"]
+TRAIN = ["train.launcher=torchdistributor", "train.local_mode=false", "train.num_processes=2",
+         "train.use_gpu=false", "train.epochs=2"]
+
+
+@dataclass(frozen=True)
+class StoreRun:
+    """A finished run-all on the store: its config, output, and the local folders it was given."""
+
+    store: ObjectStore
+    config: Config
+    stderr: str
+    local: Path  # cwd/, home/, tmp/ (scratch/ below it) and mlruns/
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[ObjectStore]:
+    with object_store() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def store_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytest.TempPathFactory) -> StoreRun:
+    local = tmp_path_factory.mktemp("driver")
+    for name in ("cwd", "home", "tmp/scratch", "mlruns"):
+        (local / name).mkdir(parents=True)
+    overrides = [*TEST_SETTINGS, *store.overrides(), *TRAIN,
+                 f"spark.settings.spark.local.dir={local / 'tmp' / 'scratch'}",
+                 f"spark.settings.spark.driver.extraJavaOptions=-Djava.io.tmpdir={local / 'tmp'}",
+                 # Jars from the machine's Ivy cache, not a download into the empty HOME.
+                 f"spark.settings.spark.jars.ivy={Path.home() / '.ivy2.5.2'}",
+                 f"mlflow.tracking_uri={(local / 'mlruns').as_uri()}",
+                 "generate.users=120", "generate.days=180", "generate.dirty_fraction=0.02"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(local / "home"), "TMPDIR": str(local / "tmp"),
+           "SPARK_LOCAL_DIRS": str(local / "tmp" / "scratch"), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "churn_spark.cli", "run-all", "--conf", str(ROOT / "conf" / "local.yaml"),
+         *[a for s in overrides for a in ("--set", s)]],
+        cwd=local / "cwd", env=env, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    point_session_at(spark, store)
+    return StoreRun(store, load_config(ROOT / "conf" / "local.yaml", overrides), result.stderr, local)
+
+
+def test_every_table_is_a_delta_table_in_the_bucket(store_run: StoreRun) -> None:
+    keys = store_run.store.keys("churn/")
+    tables = sorted({key.split("/")[1] for key in keys if "/_delta_log/" in key})
+    assert tables == TABLES
+    assert all(f"churn/{table}/_delta_log/00000000000000000000.json" in keys for table in tables)
+
+
+def test_tables_read_back_from_the_bucket(spark: SparkSession, store_run: StoreRun) -> None:
+    config = store_run.config
+    (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
+    assert events_log.path == f"{store_run.store.landing}/demo/events"
+    assert events_log.rows_written == read_table(spark, config, "events").count() > 0
+    scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
+    users = read_table(spark, config, "user_features").groupBy("snapshot_date").count().orderBy("snapshot_date")
+    assert [tuple(r) for r in scored.collect()] == [tuple(r) for r in users.collect()[-2:]]
+    runs = read_table(spark, config, "score_runs").orderBy("snapshot_date").collect()
+    assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
+        f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]
+
+
+def test_model_run_and_reports_are_in_the_bucket(store_run: StoreRun) -> None:
+    store = store_run.store
+    client = store.client()
+    latest = client.get_object(Bucket=store.bucket, Key="churn/models/LATEST")["Body"].read().decode().strip()
+    record = json.loads(client.get_object(Bucket=store.bucket, Key=f"churn/models/{latest}/training.json")["Body"]
+                        .read())
+    assert {kind: (s["world_size"], s["device"]) for kind, s in record.items()} == {"lr": (2, "cpu"),
+                                                                                     "mlp": (2, "cpu")}
+    metrics = json.loads(client.get_object(Bucket=store.bucket, Key="churn/reports/latest/metrics.json")["Body"]
+                         .read())
+    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency"}
+    report = client.get_object(Bucket=store.bucket, Key="churn/reports/manager.html")["Body"].read().decode()
+    assert "Top alert reasons" in report
+
+
+def test_landing_is_in_the_bucket(store_run: StoreRun) -> None:
+    keys = store_run.store.keys("landing/demo/")
+    assert {key.split("/")[2] for key in keys} == {"events", "users"}
+    assert any(key.endswith(".json") or key.endswith(".jsonl") or ".json" in key for key in keys), keys[:5]
+
+
+def test_nothing_written_to_the_working_folder_or_home(store_run: StoreRun) -> None:
+    local = store_run.local
+    assert _files(local / "cwd") == []
+    assert _files(local / "home") == []
+    assert _files(local / "mlruns") != []  # the tracking store is where MLflow's runs went
+
+
+def test_driver_temp_holds_only_sparks_scratch_and_the_console_log(store_run: StoreRun) -> None:
+    tmp = store_run.local / "tmp"
+    outside = [f for f in _files(tmp) if not f.startswith(("scratch/", "churn-spark/", "hsperfdata_"))]
+    assert outside == []
