@@ -54,10 +54,18 @@ class ObjectStore:
             "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         }
 
+    def environment(self) -> dict[str, str]:
+        """The AWS SDKs' own variables for this server, for a driver's environment and (as
+        ``spark.executorEnv``) the executors': petastorm's converter opens the training cache
+        with fsspec's defaults, never the ``storage_options`` it is given elsewhere."""
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION}
+
     def overrides(self) -> list[str]:
         """``--set`` values that put the lakehouse and landing in the bucket, hadoop-aws among
-        the session's packages and ``spark_settings``."""
-        settings = {"spark.jars.packages": hadoop_aws_package(), **self.spark_settings()}
+        the session's packages, ``spark_settings`` and ``environment`` for the executors."""
+        settings = {"spark.jars.packages": hadoop_aws_package(), **self.spark_settings(),
+                    **{f"spark.executorEnv.{name}": value for name, value in self.environment().items()}}
         return [f"lakehouse={self.lakehouse}", f"landing={self.landing}",
                 *(f"spark.settings.{key}={value}" for key, value in settings.items())]
 

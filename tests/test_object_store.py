@@ -66,8 +66,9 @@ def store_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytest.
                  f"spark.settings.spark.jars.ivy={Path.home() / '.ivy2.5.2'}",
                  f"mlflow.tracking_uri={(local / 'mlruns').as_uri()}",
                  "generate.users=120", "generate.days=180", "generate.dirty_fraction=0.02"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(local / "home"), "TMPDIR": str(local / "tmp"),
-           "SPARK_LOCAL_DIRS": str(local / "tmp" / "scratch"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, **store.environment(), "PYTHONPATH": str(ROOT), "HOME": str(local / "home"),
+           "TMPDIR": str(local / "tmp"), "SPARK_LOCAL_DIRS": str(local / "tmp" / "scratch"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "churn_spark.cli", "run-all", "--conf", str(ROOT / "conf" / "local.yaml"),
          *[a for s in overrides for a in ("--set", s)]],
@@ -120,12 +121,16 @@ def test_landing_is_in_the_bucket(store_run: StoreRun) -> None:
 
 def test_nothing_written_to_the_working_folder_or_home(store_run: StoreRun) -> None:
     local = store_run.local
-    assert _files(local / "cwd") == []
-    assert _files(local / "home") == []
-    assert _files(local / "mlruns") != []  # the tracking store is where MLflow's runs went
+    assert list((local / "cwd").iterdir()) == []  # no file, and no folder either (./spark-warehouse, ./s3a:)
+    # matplotlib's font cache is the one thing in HOME: a library's cache, not the pipeline's output.
+    assert [f for f in _files(local / "home") if not f.startswith(".cache/matplotlib/")] == []
+    assert any(f.endswith("meta.yaml") for f in _files(local / "mlruns"))  # MLflow's runs went to its store
 
 
 def test_driver_temp_holds_only_sparks_scratch_and_the_console_log(store_run: StoreRun) -> None:
-    tmp = store_run.local / "tmp"
-    outside = [f for f in _files(tmp) if not f.startswith(("scratch/", "churn-spark/", "hsperfdata_"))]
-    assert outside == []
+    """TMPDIR (also the JVM's java.io.tmpdir) holds Spark's and the JVM's scratch and churn-spark's
+    console log and warehouse folder: no table, model, report or training cache."""
+    files = _files(store_run.local / "tmp")
+    assert [f for f in files if f.endswith((".parquet", ".json", ".pt", ".html", ".csv", ".txt"))
+            and not f.startswith("churn-spark/")] == []
+    assert [f for f in files if f.startswith("churn-spark/") and not f.endswith(".log")] == []
