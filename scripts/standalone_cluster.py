@@ -19,7 +19,7 @@ The master, the workers and every spark-submit run in process groups of their ow
 however the run ends: on leaving the ``with`` (an error included), on SIGTERM (turned into
 KeyboardInterrupt while the cluster is up, so ``finally`` blocks and pytest's finalizers run),
 at interpreter exit (``atexit``, should a second signal cut the first cleanup short), and when
-this process dies outright (the daemons' parent-death signal). Every JVM started here has
+this process dies outright, SIGKILL included (a parent-death signal, through ``setpriv``). Every JVM started here has
 ``-Dchurn.standalone=<marker>`` on its command line, ``Cluster.marker``, to find them by.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import datetime as dt
 import json
 import logging
@@ -50,7 +49,7 @@ from typing import Any
 import pyspark
 
 from churn_spark.config import load_config
-from churn_spark.spark import _ensure_supported_java, hadoop_aws_package
+from churn_spark.spark import _ensure_supported_java
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
@@ -190,13 +189,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-_PR_SET_PDEATHSIG = 1
+# util-linux's setpriv gives the process it execs a parent-death signal (Linux's
+# PR_SET_PDEATHSIG): SIGTERM when this process dies, even by SIGKILL. It is done by a program
+# rather than a preexec_fn, which would run Python in the child of a process with threads
+# (moto's server thread in the tests).
+_SETPRIV = shutil.which("setpriv")
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM it when the process that started it dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dying_with_this_process(command: list[str]) -> list[str]:
+    return [_SETPRIV, "--pdeathsig", "TERM", *command] if _SETPRIV else command
 
 
 # Every process group started here and not yet killed: killed at exit, whatever the path to it.
@@ -207,8 +208,8 @@ def _start(command: list[str], log: Path, env: dict[str, str], cwd: Path | None 
     """``command`` in a session (process group) of its own, its output to ``log``; in ``_LIVE``
     until ``_kill_group``."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(_dying_with_this_process(command), stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
     _LIVE.add(process)
     return process
 
@@ -375,7 +376,8 @@ def pipeline_overrides(work: Path, users: int = 150, days: int = 180) -> list[st
 
 
 def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 180, generate: bool = True,
-                 timeout: float = 600.0, extra: Sequence[str] = (), packages: Sequence[str] = ()) -> PipelineRun:
+                 timeout: float = 600.0, extra: Sequence[str] = (), packages: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> PipelineRun:
     """generate, ingest, features, labels, train (2 ranks on the executors) and score, each one
     spark-submit to ``cluster`` with conf/cluster.yaml, ``pipeline_overrides`` and then ``extra``.
 
@@ -388,10 +390,11 @@ def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 
         Submit the generate job first; ``False`` when the landing folder already holds the
         events/ and users/ Parquet files (``churn_spark.pipeline.generate_landing`` with the
         same overrides writes them).
-    extra, packages
+    extra, packages, env
         More ``--set`` values, after ``pipeline_overrides`` (``lakehouse=s3a://...`` and its
-        ``spark.hadoop.fs.s3a.*`` settings), and Maven packages for every spark-submit
-        (``churn_spark.spark.hadoop_aws_package()`` for ``s3a://``).
+        ``spark.hadoop.fs.s3a.*`` settings), Maven packages for every spark-submit
+        (``churn_spark.spark.hadoop_aws_package()`` for ``s3a://``), and variables for every
+        driver's environment.
 
     Raises
     ------
@@ -407,13 +410,14 @@ def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 
     featured, labelled = demo_snapshots(config)
     run = PipelineRun(overrides, featured, labelled, featured[-1])
     steps = _steps(landing, run, generate)
-    salt = {"CHURN_EXPORT_SALT": secrets.token_hex(16)}  # conf/cluster.yaml pseudonymises the exports
-    for job, args, extra in steps:
+    # conf/cluster.yaml pseudonymises the exports: every driver gets a salt.
+    driver_env = {**(env or {}), "CHURN_EXPORT_SALT": secrets.token_hex(16)}
+    for job, args, own in steps:
         run.logs[job] = work / "logs" / f"{job}.log"
-        settings = [*overrides, *extra, f"spark.app_name=churn-spark-{job}"]
+        settings = [*overrides, *own, f"spark.app_name=churn-spark-{job}"]
         began = time.perf_counter()
         submit(cluster, job, [*args, "--conf", str(CLUSTER_CONF), *_as_set(settings)], package, run.logs[job],
-               salt, timeout, packages)
+               driver_env, timeout, packages)
         logger.info("%s: done on %s in %.0fs", job, cluster.master_url, time.perf_counter() - began)
     finished = {app["name"]: app for app in cluster.state()["completedapps"]}
     run.apps = {job: finished[f"churn-spark-{job}"] for job, _, _ in steps if f"churn-spark-{job}" in finished}

@@ -89,7 +89,7 @@ def cluster_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytes
     try:
         with cluster_script.standalone_cluster(work) as cluster:
             run = cluster_script.run_pipeline(cluster, package, USERS, DAYS, generate=False, extra=extra,
-                                              packages=[hadoop_aws_package()])
+                                              packages=[hadoop_aws_package()], env=store.environment())
     except cluster_script.ClusterError as err:
         pytest.fail(f"the loopback standalone cluster did not start: {err}", pytrace=False)
     except cluster_script.SubmitError as err:
