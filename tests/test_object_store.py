@@ -60,7 +60,6 @@ def store_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytest.
     for name in ("cwd", "home", "tmp/scratch", "mlruns"):
         (local / name).mkdir(parents=True)
     overrides = [*TEST_SETTINGS, *store.overrides(), *TRAIN,
-                 f"spark.settings.spark.local.dir={local / 'tmp' / 'scratch'}",
                  f"spark.settings.spark.driver.extraJavaOptions=-Djava.io.tmpdir={local / 'tmp'}",
                  # Jars from the machine's Ivy cache, not a download into the empty HOME.
                  f"spark.settings.spark.jars.ivy={Path.home() / '.ivy2.5.2'}",
