@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
@@ -68,7 +67,7 @@ def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSessi
     builder = SparkSession.builder.appName(config.app_name)
     if config.master and not under_submit:
         builder = builder.master(config.master)
-    settings = {**_REQUIRED, **({} if under_submit else _local_defaults()), **config.settings}
+    settings = {**_REQUIRED, **config.settings}
     # Delta's helper sets spark.jars.packages itself: packages the config names (hadoop-aws for
     # s3a://) go to it, so that they add to Delta's jars instead of being overwritten.
     packages = [name.strip() for name in settings.pop("spark.jars.packages", "").split(",") if name.strip()]
@@ -84,17 +83,6 @@ def get_spark(config: SparkConfig, console_log: str | None = None) -> SparkSessi
     if console_log is not None and not under_submit:
         _query_context_loggers_to(console_log)
     return spark
-
-
-def _local_defaults() -> dict[str, str]:
-    """Settings a local session (not spark-submit's) gets unless the config names them.
-
-    Spark makes its SQL warehouse folder (``spark-warehouse``) in the working folder on the
-    first catalog lookup, Delta path tables or not. A session built here has the in-memory
-    catalog, whose tables last as long as the session: their folder goes beside the console
-    log in the temporary folder, and the working folder stays untouched.
-    """
-    return {"spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "churn-spark", "warehouse")}
 
 
 @contextlib.contextmanager
