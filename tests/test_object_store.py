@@ -74,7 +74,8 @@ def store_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytest.
         [sys.executable, "-m", "churn_spark.cli", "run-all", "--conf", str(ROOT / "conf" / "local.yaml"),
          *[a for s in overrides for a in ("--set", s)]],
         cwd=local / "cwd", env=env, capture_output=True, text=True, timeout=1500)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # TorchDistributor streams the ranks' output to the driver's stdout: both say why a run failed.
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     point_session_at(spark, store)
     return StoreRun(store, load_config(ROOT / "conf" / "local.yaml", overrides), result.stderr, local)
 
