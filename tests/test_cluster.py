@@ -40,7 +40,8 @@ from churn_spark.tables import read_table
 from tests.conftest import ROOT
 from tests.object_store import ObjectStore, object_store, point_session_at
 
-pytestmark = pytest.mark.slow
+# The cluster run alone takes over 15 min on a loaded 2-core machine: more than pytest.ini's 900 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 USERS, DAYS = 150, 180
 

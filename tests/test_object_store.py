@@ -26,7 +26,8 @@ from churn_spark.tables import read_table
 from tests.conftest import ROOT, TEST_SETTINGS
 from tests.object_store import ObjectStore, object_store, point_session_at
 
-pytestmark = pytest.mark.slow
+# The run-all alone takes 12-15 min on a loaded 2-core machine: more than pytest.ini's 900 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TABLES = ["alerts", "churn_scores", "events", "ingest_log", "quarantine", "score_runs", "training_set",
           "user_features", "users"]
