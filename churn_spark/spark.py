@@ -72,12 +72,16 @@ def get_spark(config: SparkConfig, console_log: str | None = None, warehouse: st
     if config.master and not under_submit:
         builder = builder.master(config.master)
     own = {"spark.sql.warehouse.dir": warehouse} if warehouse and not under_submit else {}
-    for key, value in {**_REQUIRED, **own, **config.settings}.items():
+    settings = {**_REQUIRED, **own, **config.settings}
+    # Delta's helper sets spark.jars.packages itself: packages the config names (hadoop-aws for
+    # s3a://) go to it, so that they add to Delta's jars instead of being overwritten.
+    packages = [name.strip() for name in settings.pop("spark.jars.packages", "").split(",") if name.strip()]
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if not under_submit:
         from delta import configure_spark_with_delta_pip
 
-        builder = configure_spark_with_delta_pip(builder)
+        builder = configure_spark_with_delta_pip(builder, extra_packages=packages)
     with _console_to(None if under_submit else console_log):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -113,6 +117,29 @@ def _console_to(path: str | None) -> Iterator[None]:
         for fd in (target, *saved):
             os.close(fd)
     log.debug("Spark's console output: %s", path)
+
+
+def hadoop_aws_package() -> str:
+    """The Maven coordinate of hadoop-aws for the Hadoop that this pyspark ships.
+
+    ``s3a://`` needs hadoop-aws at exactly the version of Spark's Hadoop client (its pom brings
+    the matching AWS SDK bundle, about 550 MB, once into the Ivy cache). Give it as
+    ``spark.settings.spark.jars.packages`` for a session built here, or to spark-submit's
+    ``--packages``.
+
+    Raises
+    ------
+    RuntimeError
+        If pyspark's jars folder holds no ``hadoop-client-api-<version>.jar``.
+    """
+    import pyspark
+
+    jars = os.path.join(os.path.dirname(pyspark.__file__), "jars")
+    found = sorted(glob.glob(os.path.join(jars, "hadoop-client-api-*.jar")))
+    match = re.search(r"hadoop-client-api-(\d[^/]*)\.jar$", found[-1]) if found else None
+    if match is None:
+        raise RuntimeError(f"no hadoop-client-api-<version>.jar in {jars}: cannot tell which hadoop-aws to use")
+    return f"org.apache.hadoop:hadoop-aws:{match.group(1)}"
 
 
 def _ensure_supported_java() -> None:

@@ -13,13 +13,20 @@ worker core::
 ``conf/cluster.yaml`` is used as it is, with the lakehouse, landing and MLflow store moved under
 ``--work`` and Delta folders instead of metastore tables. Every spark-submit's driver log goes to
 ``<work>/logs/<job>.log`` (executor logs: ``<work>/workers/<n>/<app>/<executor>/stderr``) and a
-failed job raises :class:`SubmitError` with the log's tail. The master and the workers are
-stopped (their process groups killed) however the run ends.
+failed job raises :class:`SubmitError` with the log's tail.
+
+The master, the workers and every spark-submit run in process groups of their own, killed
+however the run ends: on leaving the ``with`` (an error included), on SIGTERM (turned into
+KeyboardInterrupt while the cluster is up, so ``finally`` blocks and pytest's finalizers run),
+at interpreter exit (``atexit``, should a second signal cut the first cleanup short), and when
+this process dies outright, SIGKILL included (a parent-death signal, through ``setpriv``). Every JVM started here has
+``-Dchurn.standalone=<marker>`` on its command line, ``Cluster.marker``, to find them by.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import json
 import logging
@@ -30,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -74,6 +82,7 @@ class Cluster:
     web_ui: str
     work: Path
     env: dict[str, str]
+    marker: str  # on the command line of every JVM of this cluster: -Dchurn.standalone=<marker>
 
     def state(self) -> dict[str, Any]:
         """The master's JSON status: workers, active and completed applications."""
@@ -100,16 +109,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def spark_env(work: Path, python: str = sys.executable) -> dict[str, str]:
+def spark_env(work: Path, marker: str, python: str = sys.executable) -> dict[str, str]:
     """This process's environment for Spark's daemons and drivers: a JDK 17/21, loopback only,
-    scratch space under ``work/local``, ``python`` for drivers and executors, and no pointer to
-    another driver's gateway."""
+    scratch space under ``work/local``, ``python`` for drivers and executors, ``marker`` on the
+    daemons' command lines, and no pointer to another driver's gateway."""
     _ensure_supported_java()  # sets JAVA_HOME where the default java is one Spark 4.0 cannot run on
     (work / "local").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "_PYSPARK"))}
     env.update(SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_HOSTNAME="127.0.0.1",
                SPARK_LOCAL_DIRS=str(work / "local"), PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python,
-               SPARK_DAEMON_JAVA_OPTS=_LEAN_JVM, SPARK_DAEMON_MEMORY="512m")
+               SPARK_DAEMON_JAVA_OPTS=f"{_LEAN_JVM} -Dchurn.standalone={marker}", SPARK_DAEMON_MEMORY="512m")
     return env
 
 
@@ -137,11 +146,13 @@ def standalone_cluster(work: Path, workers: int = 2, cores: int = 1, memory: str
     """
     if workers < 1 or cores < 1:
         raise ValueError(f"workers and cores must be >= 1, got {workers}, {cores}")
-    env, logs = spark_env(work), work / "logs"
+    marker = f"churn-{secrets.token_hex(6)}"
+    env, logs = spark_env(work, marker), work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     port, ui = free_port(), free_port()
-    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}", work, env)
+    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}", work, env, marker)
     with ExitStack() as daemons:
+        daemons.enter_context(_sigterm_as_interrupt())
         started = [daemons.enter_context(_daemon(
             ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
              "--webui-port", str(ui)], logs / "master.log", env))]
@@ -157,15 +168,66 @@ def standalone_cluster(work: Path, workers: int = 2, cores: int = 1, memory: str
 
 
 @contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises KeyboardInterrupt, as SIGINT does, so that the cleanup runs.
+
+    Python's default for SIGTERM is to die at once, ``finally`` blocks, pytest's finalizers and
+    ``atexit`` unrun: the daemons, in sessions of their own, would outlive it. Signal handlers
+    can only be set from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# util-linux's setpriv gives the process it execs a parent-death signal (Linux's
+# PR_SET_PDEATHSIG): SIGTERM when this process dies, even by SIGKILL. It is done by a program
+# rather than a preexec_fn, which would run Python in the child of a process with threads
+# (moto's server thread in the tests).
+_SETPRIV = shutil.which("setpriv")
+
+
+def _dying_with_this_process(command: list[str]) -> list[str]:
+    return [_SETPRIV, "--pdeathsig", "TERM", *command] if _SETPRIV else command
+
+
+# Every process group started here and not yet killed: killed at exit, whatever the path to it.
+_LIVE: set[subprocess.Popen] = set()
+
+
+def _start(command: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    """``command`` in a session (process group) of its own, its output to ``log``; in ``_LIVE``
+    until ``_kill_group``."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(_dying_with_this_process(command), stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+    _LIVE.add(process)
+    return process
+
+
+@atexit.register
+def _kill_live() -> None:
+    for process in list(_LIVE):
+        _kill_group(process, grace=5.0)
+
+
+@contextmanager
 def _daemon(args: list[str], log: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, Path]]:
     """``spark-class ARGS`` in a process group of its own (executors and Python workers join it)."""
     spark_class = SPARK_HOME / "bin" / "spark-class"
-    with open(log, "wb") as out:
-        try:
-            process = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        except OSError as err:
-            raise ClusterError(f"cannot start {spark_class}: {err}") from None
+    try:
+        process = _start([str(spark_class), *args], log, env)
+    except OSError as err:
+        raise ClusterError(f"cannot start {spark_class}: {err}") from None
     try:
         yield process, log
     finally:
@@ -186,6 +248,7 @@ def _kill_group(process: subprocess.Popen, grace: float = 15.0) -> None:
         if not _group_alive(process.pid):
             break
     process.poll()
+    _LIVE.discard(process)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -250,9 +313,10 @@ def build_package(out: Path, python: str = sys.executable) -> Path:
 
 
 def submit(cluster: Cluster, job: str, args: Sequence[str], package: Path, log: Path,
-           env: dict[str, str] | None = None, timeout: float = 600.0) -> None:
+           env: dict[str, str] | None = None, timeout: float = 600.0, packages: Sequence[str] = ()) -> None:
     """spark-submit ``jobs/<job>.py ARGS`` to the cluster with ``package`` (from ``build_package``),
-    the driver's output to ``log``; ``env`` adds to the driver's environment.
+    the driver's output to ``log``; ``env`` adds to the driver's environment, ``packages`` (Maven
+    coordinates: hadoop-aws for ``s3a://``) to Delta's.
 
     Raises
     ------
@@ -261,25 +325,25 @@ def submit(cluster: Cluster, job: str, args: Sequence[str], package: Path, log: 
     """
     python = cluster.env["PYSPARK_PYTHON"]
     command = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.master_url,
-               "--packages", DELTA_PACKAGE, "--py-files", str(package)]
-    for key, value in _submit_settings(cluster.work, python, package.name).items():
+               "--packages", ",".join([DELTA_PACKAGE, *packages]), "--py-files", str(package)]
+    for key, value in _submit_settings(cluster, python, package.name).items():
         command += ["--conf", f"{key}={value}"]
     command += [str(ROOT / "jobs" / f"{job}.py"), *args]
     for folder in (log.parent, cluster.work / "eventlog"):
         folder.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**cluster.env, **(env or {})}, cwd=ROOT, start_new_session=True)
+    process = _start(command, log, {**cluster.env, **(env or {})}, cwd=ROOT)
     try:
         code = process.wait(timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process, grace=5.0)
         raise SubmitError(f"{job}: still running after {timeout:.0f}s; {log} ends:\n{tail(log)}") from None
+    finally:  # a timeout, an interrupt, or the driver's own exit (its group may hold a leftover)
+        _kill_group(process, grace=5.0)
     if code != 0:
         raise SubmitError(f"{job}: spark-submit exited with {code}; {log} ends:\n{tail(log)}")
 
 
-def _submit_settings(work: Path, python: str, package: str) -> dict[str, str]:
+def _submit_settings(cluster: Cluster, python: str, package: str) -> dict[str, str]:
+    work, jvm = cluster.work, f"{_LEAN_JVM} -Dchurn.standalone={cluster.marker}"
     return {
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
@@ -289,8 +353,8 @@ def _submit_settings(work: Path, python: str, package: str) -> dict[str, str]:
         "spark.executor.cores": "1",
         "spark.executor.memory": "1g",
         "spark.driver.memory": "1g",
-        "spark.driver.extraJavaOptions": _LEAN_JVM,
-        "spark.executor.extraJavaOptions": _LEAN_JVM,
+        "spark.driver.extraJavaOptions": jvm,
+        "spark.executor.extraJavaOptions": jvm,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(work / "warehouse"),
@@ -312,9 +376,10 @@ def pipeline_overrides(work: Path, users: int = 150, days: int = 180) -> list[st
 
 
 def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 180, generate: bool = True,
-                 timeout: float = 600.0) -> PipelineRun:
+                 timeout: float = 600.0, extra: Sequence[str] = (), packages: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> PipelineRun:
     """generate, ingest, features, labels, train (2 ranks on the executors) and score, each one
-    spark-submit to ``cluster`` with conf/cluster.yaml and ``pipeline_overrides``.
+    spark-submit to ``cluster`` with conf/cluster.yaml, ``pipeline_overrides`` and then ``extra``.
 
     Snapshots follow ``churn_spark.pipeline.demo_snapshots``: every 14 days from day 56; the
     training set takes those whose label window ends inside the data; the last one is scored.
@@ -322,9 +387,14 @@ def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 
     Parameters
     ----------
     generate
-        Submit the generate job first; ``False`` when ``<work>/landing`` already holds the
+        Submit the generate job first; ``False`` when the landing folder already holds the
         events/ and users/ Parquet files (``churn_spark.pipeline.generate_landing`` with the
         same overrides writes them).
+    extra, packages, env
+        More ``--set`` values, after ``pipeline_overrides`` (``lakehouse=s3a://...`` and its
+        ``spark.hadoop.fs.s3a.*`` settings), Maven packages for every spark-submit
+        (``churn_spark.spark.hadoop_aws_package()`` for ``s3a://``), and variables for every
+        driver's environment.
 
     Raises
     ------
@@ -333,30 +403,32 @@ def run_pipeline(cluster: Cluster, package: Path, users: int = 150, days: int = 
     """
     from churn_spark.pipeline import demo_snapshots
 
-    work, landing = cluster.work, cluster.work / "landing"
-    overrides = pipeline_overrides(work, users, days)
-    featured, labelled = demo_snapshots(load_config(CLUSTER_CONF, overrides))
+    work = cluster.work
+    overrides = [*pipeline_overrides(work, users, days), *extra]
+    config = load_config(CLUSTER_CONF, overrides)
+    landing = config.landing.rstrip("/")
+    featured, labelled = demo_snapshots(config)
     run = PipelineRun(overrides, featured, labelled, featured[-1])
     steps = _steps(landing, run, generate)
-    salt = {"CHURN_EXPORT_SALT": secrets.token_hex(16)}  # conf/cluster.yaml pseudonymises the exports
-    for job, args, extra in steps:
+    # conf/cluster.yaml pseudonymises the exports: every driver gets a salt.
+    driver_env = {**(env or {}), "CHURN_EXPORT_SALT": secrets.token_hex(16)}
+    for job, args, own in steps:
         run.logs[job] = work / "logs" / f"{job}.log"
-        settings = [*overrides, *extra, f"spark.app_name=churn-spark-{job}"]
+        settings = [*overrides, *own, f"spark.app_name=churn-spark-{job}"]
         began = time.perf_counter()
         submit(cluster, job, [*args, "--conf", str(CLUSTER_CONF), *_as_set(settings)], package, run.logs[job],
-               salt, timeout)
+               driver_env, timeout, packages)
         logger.info("%s: done on %s in %.0fs", job, cluster.master_url, time.perf_counter() - began)
     finished = {app["name"]: app for app in cluster.state()["completedapps"]}
     run.apps = {job: finished[f"churn-spark-{job}"] for job, _, _ in steps if f"churn-spark-{job}" in finished}
     return run
 
 
-def _steps(landing: Path, run: PipelineRun, generate: bool) -> list[tuple[str, list[str], list[str]]]:
-    """(job, its arguments, its own --set values) in order."""
-    steps = [("generate", ["--out", str(landing), "--format", "parquet"], [])] if generate else []
+def _steps(landing: str, run: PipelineRun, generate: bool) -> list[tuple[str, list[str], list[str]]]:
+    """(job, its arguments, its own --set values) in order; ``landing`` a folder or URI."""
+    steps = [("generate", ["--out", landing, "--format", "parquet"], [])] if generate else []
     return steps + [
-        ("ingest", ["--events", str(landing / "events"), "--users", str(landing / "users"), "--format", "parquet"],
-         []),
+        ("ingest", ["--events", f"{landing}/events", "--users", f"{landing}/users", "--format", "parquet"], []),
         ("features", ["--as-of", ",".join(map(str, run.featured))], []),
         ("labels", ["--as-of", ",".join(map(str, run.labelled))], []),
         ("train", [], list(TRAIN_SETTINGS)),

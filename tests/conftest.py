@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from churn_spark.config import Config, load_config
-from churn_spark.spark import get_spark
+from churn_spark.spark import get_spark, hadoop_aws_package
 from tests.builders import lr_bundle, register
 
 # Timestamps come back to Python as naive local datetimes: make local mean UTC, as in Spark.
@@ -42,7 +42,9 @@ def _repository_root() -> None:
 @pytest.fixture(scope="session")
 def spark(_repository_root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     warehouse = tmp_path_factory.mktemp("warehouse")  # metastore tables, away from the repository
-    settings = [*TEST_SETTINGS, f"spark.settings.spark.sql.warehouse.dir={warehouse}"]
+    settings = [*TEST_SETTINGS, f"spark.settings.spark.sql.warehouse.dir={warehouse}",
+                # s3a:// for the object-store tests, which read back what their jobs wrote there.
+                f"spark.settings.spark.jars.packages={hadoop_aws_package()}"]
     session = get_spark(load_config(ROOT / "conf" / "local.yaml", settings).spark)
     yield session
     session.stop()
