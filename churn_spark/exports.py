@@ -4,7 +4,8 @@ Every file operation on ``<lakehouse>/exports`` lives here, on the filesystem th
 ``churn_spark.storage`` resolves the location to (any URI it takes). An export of one snapshot
 date is a folder ``<root>/<date>/`` holding ``csv/``, ``jsonl/`` and ``_export.json`` (how it
 was written: pseudonymised or raw user ids). It is written into a hidden staging folder first
-and then swapped in with two renames:
+and then swapped in with two moves (renames where folders are real; on an object store each
+move copies the objects, then deletes the source):
 
 1. ``<date>`` -> ``.<date>.previous`` (when there is one),
 2. ``.<date>.staging-<token>`` -> ``<date>``,
@@ -82,8 +83,8 @@ def swap_in(root: str, name: str, write: Callable[[str], None], pseudonymised: b
         raise
     previous = posixpath.join(base, f".{name}.previous")
     if fs.exists(final):
-        fs.mv(final, previous, recursive=True)
-    fs.mv(staging, final, recursive=True)
+        storage.move_folder(fs, final, previous)
+    storage.move_folder(fs, staging, final)
     if fs.exists(previous):
         fs.rm(previous, recursive=True)
     return _unstrip(root, base, final)
@@ -101,7 +102,7 @@ def recover(root: str, name: str, config: storage.Where = None) -> None:
             fs.rm(previous, recursive=True)
         else:
             log.warning("%s: restoring the export a killed run had moved aside", final)
-            fs.mv(previous, final, recursive=True)
+            storage.move_folder(fs, previous, final)
     for entry in fs.ls(base, detail=False):
         if posixpath.basename(entry.rstrip("/")).startswith(f".{name}.staging-"):
             log.warning("%s: removing what a killed export left", entry)

@@ -139,14 +139,33 @@ def write_text(uri: str, text: str, config: Where = None) -> None:
     write_bytes(uri, text.encode("utf-8"), config)
 
 
+def renames(fs: AbstractFileSystem) -> bool:
+    """Whether ``fs`` has real folders and renames (a local disk, HDFS) rather than objects."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & _RENAMING)
+
+
+def move_folder(fs: AbstractFileSystem, source: str, target: str) -> None:
+    """Move folder ``source`` to ``target`` on ``fs``: one rename where folders are real; on an
+    object store, which has neither folders nor renames, each object is copied and then the
+    source deleted (Spark's folder-marker objects, which s3fs cannot move, are left to go with it)."""
+    if renames(fs):
+        fs.mv(source, target, recursive=True)
+        return
+    base = source.rstrip("/") + "/"
+    for path in fs.find(source):
+        if path.startswith(base) and not path.endswith("/"):
+            fs.copy(path, target.rstrip("/") + "/" + path[len(base):])
+    fs.rm(source, recursive=True)
+
+
 def write_atomically(uri: str, data: str | bytes, config: Where = None) -> None:
     """Write ``data`` so that readers see the old content or the new, never a part: a temporary
     file beside ``uri`` renamed over it where renames are atomic (a local disk, HDFS); one PUT
     of the whole object on an object store, which replaces an object whole."""
     fs, path = filesystem(uri, config)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if not protocols & _RENAMING:
+    if not renames(fs):
         fs.pipe_file(path, payload)
         return
     folder = posixpath.dirname(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+import churn_spark
 from churn_spark import storage, tables
 from churn_spark.config import load_config
 from churn_spark.train.bundle import Bundle
@@ -53,6 +54,19 @@ def test_an_atomic_write_replaces_the_file_whole_and_leaves_nothing_beside_it(ro
     storage.write_atomically(target, b"20260202T000000")
     assert storage.read_text(target) == "20260202T000000"
     assert storage.listdir(storage.join(root, "runs")) == ["LATEST"]  # no temporary file left
+
+
+def test_a_folder_is_moved_whole_with_or_without_real_folders(root: str) -> None:
+    """One rename on a local disk; object by object on a store without folders (memory://, as S3)."""
+    source, target = storage.join(root, ".staging"), storage.join(root, "2026-03-01")
+    storage.write_text(storage.join(source, "_export.json"), '{"pseudonymised": true}')
+    storage.write_text(storage.join(source, "csv", "part-0.csv"), "user_id\na\n")
+    fs, base = storage.filesystem(root)
+    storage.move_folder(fs, storage.filesystem(source)[1], storage.filesystem(target)[1])
+    assert storage.find(target) == ["_export.json", "csv/part-0.csv"]
+    assert storage.read_text(storage.join(target, "csv", "part-0.csv")) == "user_id\na\n"
+    assert (storage.exists(source), storage.listdir(root)) == (False, ["2026-03-01"])
+    assert storage.renames(fs) == (not root.startswith("memory://"))
 
 
 def test_on_a_local_disk_the_atomic_write_is_a_rename_over_the_old_file(tmp_path: Path) -> None:
@@ -165,6 +179,7 @@ ALLOWED = {
     ("churn_spark/cli.py", "_console_log"): "names the console log",
     ("churn_spark/spark.py", "_console_to"): "opens the console log",
     ("churn_spark/spark.py", "_ensure_supported_java"): "looks for a JDK 17/21 on this machine",
+    ("churn_spark/spark.py", "hadoop_aws_package"): "reads the Hadoop version off pyspark's installed jars",
     # torchrun's launcher hands its ranks their parameters as pickles in a local temp folder.
     ("churn_spark/train/distributed.py", "_torchrun"): "writes the pickles, reads the result",
     ("churn_spark/train/distributed.py", "<module>"): "a rank reads them (python -m ... PARAMS RESULT)",
@@ -206,8 +221,9 @@ def local_file_uses(source: str) -> list[tuple[str, int, str]]:
 
 def _library_uses() -> dict[tuple[str, str], list[str]]:
     uses: dict[tuple[str, str], list[str]] = {}
-    for path in sorted((ROOT / "churn_spark").rglob("*.py")):
-        name = path.relative_to(ROOT).as_posix()
+    package = Path(churn_spark.__file__).parent  # the installed package (CI runs the wheel's)
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package.parent).as_posix()
         if name == "churn_spark/storage.py":
             continue
         for scope, line, what in local_file_uses(path.read_text()):
