@@ -99,10 +99,13 @@ def _signature(bundle: Bundle) -> ModelSignature:
 
 
 def _requirements() -> list[str]:
-    """What loading the pyfunc needs: this package (it defines the model class) and its stack."""
+    """What loading the pyfunc needs: this package (it defines the model class) and its stack.
+    MLflow by its skinny distribution: the only one the Databricks runtimes have, and the one
+    the full package depends on."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("churn-spark", "torch", "pandas", "numpy", "mlflow")]
+    names = ("churn-spark", "torch", "pandas", "numpy", "mlflow-skinny")
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def champion_version(config: Config) -> str | None:
