@@ -29,19 +29,17 @@ from pyspark.sql import functions as F
 from churn_spark import tables
 from churn_spark.config import Config
 
-COLUMNS = ("snapshot_date date, model_version string, users_scored bigint, high bigint, medium bigint, "
-           "low bigint, lapsed bigint, new_alerts bigint, revenue_at_risk double, recorded_at timestamp, "
-           "status string, scored_at timestamp, previous_snapshot date, previous_scored_at timestamp")
-_ADDED = ("status string", "scored_at timestamp", "previous_snapshot date", "previous_scored_at timestamp")
+_ADDED = ("status", "scored_at", "previous_snapshot", "previous_scored_at")  # columns newer than the table's first rows
 COMPLETE, INCOMPLETE = "complete", "incomplete"
 
 
 def record(spark: SparkSession, config: Config, values: dict) -> None:
     """Replace the ``score_runs`` row of ``values["snapshot_date"]`` (one transaction)."""
     _add_columns(spark, config)
-    names = [column.split()[0] for column in COLUMNS.split(", ")]
-    row = {**dict.fromkeys(names), **values, "recorded_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}
-    frame = spark.createDataFrame([tuple(row[n] for n in names)], COLUMNS)
+    schema = tables.SPECS["score_runs"].schema
+    row = {**dict.fromkeys(schema.fieldNames()), **values,
+           "recorded_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}
+    frame = spark.createDataFrame([tuple(row[n] for n in schema.fieldNames())], schema)
     tables.replace_dates(frame, config, "score_runs", [values["snapshot_date"]])
 
 
@@ -105,7 +103,8 @@ def _add_columns(spark: SparkSession, config: Config) -> None:
     if not tables.table_exists(spark, config, "score_runs"):
         return
     have = set(tables.read_table(spark, config, "score_runs").columns)
-    missing = [c for c in _ADDED if c.split()[0] not in have]
+    types = {f.name: f.dataType.simpleString() for f in tables.SPECS["score_runs"].schema.fields}
+    missing = [f"{c} {types[c]}" for c in _ADDED if c not in have]
     if missing:
         name = config.table("score_runs")
         target = name if config.storage.kind == "metastore" else f"delta.`{name}`"

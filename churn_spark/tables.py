@@ -1,4 +1,4 @@
-"""The project's Delta tables: their schemas, partitioning, and how to reach them.
+"""The project's Delta tables: every table's schema and partitioning, and how to reach them.
 
 Tables are Delta folders under the lakehouse (``storage.kind: path``) or metastore
 tables (``storage.kind: metastore``); ``Config.table(name)`` says which, and every read
@@ -34,6 +34,7 @@ from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructFi
 from churn_spark.config import TABLES, Config
 from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
 from churn_spark.errors import StorageError
+from churn_spark.features import catalogue
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def _schema(*columns: tuple[str, str | ArrayType | MapType], base: StructType | 
     return StructType(fields)
 
 
+_SNAPSHOT = ("snapshot_date",)
+
 SPECS = {
     "events": TableSpec(
         _schema(("source", "string"), ("ingested_at", "timestamp"), ("event_date", "date"),
@@ -78,7 +81,72 @@ SPECS = {
         ("rows_written", "bigint"), ("duplicates_skipped", "bigint"), ("quarantined", "bigint"),
         ("quarantined_by_reason", _COUNTS), ("extra_columns", _TEXT_LIST),
     )),
+    # user_features and training_set hold the configured feature catalogue: see table_spec.
+    "label_stats": TableSpec(_schema(
+        ("snapshot_date", "date"), ("eligible_users", "bigint"), ("churners", "bigint"),
+        ("churn_rate", "double"), ("horizon_days", "int"), ("lookback_days", "int"),
+        ("eligibility", "string"), ("computed_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
+    "churn_scores": TableSpec(_schema(
+        ("user_id", "string"), ("snapshot_date", "date"), ("churn_probability", "double"),
+        ("risk_tier", "string"), ("top_reasons", _TEXT_LIST), ("reason_features", _TEXT_LIST),
+        ("spend_90d", "double"), ("model_version", "string"), ("scored_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
+    "alerts": TableSpec(_schema(
+        ("user_id", "string"), ("snapshot_date", "date"), ("churn_probability", "double"),
+        ("previous_probability", "double"), ("risk_tier", "string"), ("previous_tier", "string"),
+        ("alert_reason", "string"), ("top_reasons", _TEXT_LIST), ("reason_features", _TEXT_LIST),
+        ("suggested_action", "string"), ("spend_90d", "double"), ("model_version", "string"),
+        ("scored_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
+    # One row per scoring date; the columns after recorded_at were added later (runs.py adds
+    # them to an older table).
+    "score_runs": TableSpec(_schema(
+        ("snapshot_date", "date"), ("model_version", "string"), ("users_scored", "bigint"),
+        ("high", "bigint"), ("medium", "bigint"), ("low", "bigint"), ("lapsed", "bigint"),
+        ("new_alerts", "bigint"), ("revenue_at_risk", "double"), ("recorded_at", "timestamp"),
+        ("status", "string"), ("scored_at", "timestamp"), ("previous_snapshot", "date"),
+        ("previous_scored_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
 }
+
+
+def table_spec(config: Config, name: str) -> TableSpec:
+    """The schema and partitioning of table ``name`` under ``config`` (the feature tables hold
+    the configured catalogue: keys, the label for ``training_set``, then every feature).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of the project's tables.
+    """
+    if name in SPECS:
+        return SPECS[name]
+    if name not in ("user_features", "training_set"):
+        raise ValueError(f"table: unknown table {name!r}; known: {', '.join(TABLES)}")
+    label = (("label", "int"),) if name == "training_set" else ()
+    columns = [("user_id", "string"), ("snapshot_date", "date"), *label,
+               *((f.name, f.dtype) for f in catalogue(config.features))]
+    return TableSpec(_schema(*columns), partition_by=_SNAPSHOT)
+
+
+def conform(frame: DataFrame, config: Config, name: str) -> DataFrame:
+    """``frame`` with exactly table ``name``'s columns, in its order.
+
+    Raises
+    ------
+    StorageError
+        A column is missing, unexpected, or of another type (nullability aside): nothing is written.
+    """
+    expected = {f.name: f.dataType.simpleString() for f in table_spec(config, name).schema.fields}
+    actual = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
+    problems = [f"missing {c}" for c in expected if c not in actual]
+    problems += [f"unexpected {c}" for c in actual if c not in expected]
+    problems += [f"{c} is {actual[c]}, expected {t}"
+                 for c, t in expected.items() if c in actual and actual[c] != t]
+    if problems:
+        raise StorageError(f"{config.table(name)}: rows do not match the table's schema ({'; '.join(problems)})")
+    return frame.select(*expected)
 
 
 TABLES_WRITTEN_BY_INGEST = ("quarantine", "events", "first_events", "users", "ingest_log")
@@ -95,7 +163,7 @@ def ensure_table(spark: SparkSession, config: Config, name: str) -> DeltaTable:
 
 
 def _create(spark: SparkSession, config: Config, name: str) -> DeltaTable:
-    spec = SPECS[name]
+    spec = table_spec(config, name)
     builder = DeltaTable.createIfNotExists(spark).addColumns(spec.schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
