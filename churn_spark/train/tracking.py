@@ -39,7 +39,14 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
 
 
 def tracking_uri(setting: str) -> str:
-    """A local folder becomes an absolute path; any other MLflow URI is kept."""
+    """A local folder becomes an absolute path; any other MLflow URI is kept.
+
+    A folder store (a path or ``file:``) is allowed explicitly: recent MLflow 3 releases refuse
+    one otherwise ("maintenance mode"), and the database store they suggest needs the full
+    mlflow package, which a runtime's mlflow-skinny is not.
+    """
+    if setting.startswith("file:") or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", setting):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", setting):
         return setting
     return os.path.abspath(setting)
