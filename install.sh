@@ -17,8 +17,9 @@ fi
 PIP=".venv/bin/python -m pip --disable-pip-version-check"
 
 $PIP install -q --upgrade pip wheel "setuptools>=77"
-# Step 1: the project and every real dependency, petastorm's own needs included.
-$PIP install -q -e ".[dev]"
+# Step 1: the project on the exact local line (the [local] extra: pyspark, Delta, pyarrow 14 and
+# the rest, petastorm's own needs included) and the test tools.
+$PIP install -q -e ".[local,dev]"
 # Step 2: petastorm alone. Its metadata pins setuptools<70, which torch (>=77) contradicts;
 # everything it imports was installed in step 1 (see PETASTORM_NEEDS in setup.py).
 $PIP install -q --no-deps "petastorm==0.13.1"

@@ -1,22 +1,32 @@
 """Packaging for churn-spark.
 
-petastorm is deliberately absent from ``install_requires``: petastorm 0.13.1 declares
-``setuptools<70`` while torch needs ``setuptools>=77``, so pip cannot resolve both in one
-step. ``install.sh`` installs petastorm with ``--no-deps`` in its own step, after the real
-needs it has (listed in ``PETASTORM_NEEDS``) are installed here.
+``install_requires`` holds ranges wide enough for the Spark runtimes the wheel is installed
+into (the Databricks ML runtimes on Spark 4.x, a cluster with its own Spark), so that
+``pip install churn_spark-*.whl`` there keeps the runtime's own pyarrow, numpy, pandas, torch
+and MLflow. Spark itself is not a requirement: a Databricks runtime or a Spark installed from
+its tarball has pyspark and Delta's Python module on the path without pip knowing about them,
+and a requirement on ``pyspark`` or ``delta-spark`` would make pip install a second pyspark
+from PyPI over the running one. The ``spark`` extra brings them into a plain Python
+environment; ``local`` is the exact line ``install.sh`` sets up.
+
+petastorm is deliberately absent everywhere: petastorm 0.13.1 declares ``setuptools<70`` while
+torch needs ``setuptools>=77``, so pip cannot resolve both in one step. ``install.sh`` installs
+petastorm with ``--no-deps`` in its own step, after the real needs it has (the ``petastorm``
+extra, ``PETASTORM_NEEDS``) are installed here.
 """
 
 from setuptools import find_packages, setup
 
-# petastorm 0.13.1 imports pyarrow.filesystem and calls ParquetDataset(validate_schema=...),
-# both gone after pyarrow 14, which fixes the rest of the line: pyspark 4.0.x (4.1 needs
-# pyarrow >= 15), delta-spark 4.0.x, numpy 1.26, pandas 2.2.
+# Lower bounds: what the code needs and the local line; upper bounds only where a major version
+# is known to break (pandas 3 breaks pyspark.pandas; numpy 3, torch 3, MLflow 4 are unreleased).
+# The Databricks ML runtimes ship MLflow as the mlflow-skinny distribution (17.3 LTS ML:
+# mlflow-skinny 3.0.1, no "mlflow"): a requirement on "mlflow" would install the full package
+# and a newer skinny over it.
 CORE = [
-    "pyspark==4.0.1",
-    "delta-spark==4.0.0",
-    "pyarrow==14.0.2",
-    "numpy==1.26.4",
-    "pandas==2.2.3",
+    "pyarrow>=14",
+    "numpy>=1.26,<3",
+    "pandas>=2.2,<3",
+    "fsspec>=2023.5",
     "pydantic>=2.6,<3",
     "PyYAML>=6",
     "torch>=2.2,<3",
@@ -27,9 +37,30 @@ CORE = [
     # Training, evaluation and tracking.
     "scikit-learn>=1.4,<1.8",
     "lightgbm>=4.3,<5",
-    "mlflow>=2.14,<3",
+    "mlflow-skinny>=2.14,<4",
     "matplotlib>=3.8,<3.11",
     "torchmetrics>=1.3,<2",
+]
+
+# For a Python environment without Spark. delta-spark pins pyspark to the minor lines its jars
+# are built for (4.4.x: pyspark <= 4.2.0), so pip picks a matching pair; delta-spark 4.4.1 is on
+# PyPI without its jars on Maven Central, so a session built with it cannot start.
+SPARK = [
+    "pyspark>=4.0,<5",
+    "delta-spark>=4.0,<5,!=4.4.1",
+]
+
+# The line install.sh sets up, exactly. petastorm 0.13.1 imports pyarrow.filesystem and calls
+# ParquetDataset(validate_schema=...), both gone after pyarrow 14, which fixes the rest of it:
+# pyspark 4.0.x (4.1 needs pyarrow >= 15), delta-spark 4.0.x, numpy 1.26, pandas 2.2. The full
+# mlflow (its tracking server and UI) depends on the mlflow-skinny of the same version.
+LOCAL = [
+    "pyspark==4.0.1",
+    "delta-spark==4.0.0",
+    "pyarrow==14.0.2",
+    "numpy==1.26.4",
+    "pandas==2.2.3",
+    "mlflow==2.22.4",
 ]
 
 # What petastorm 0.13.1 really imports (its own metadata is not used, see above).
@@ -40,7 +71,6 @@ PETASTORM_NEEDS = [
     "psutil>=4.0.0",
     "pyzmq>=14.0.0",
     "six>=1.5.0",
-    "fsspec",
     "packaging",
 ]
 
@@ -48,6 +78,7 @@ DEV = [
     "pytest>=8",
     "pytest-timeout>=2.2",
     "duckdb>=1.0",
+    "ruff>=0.15",
 ]
 
 setup(
@@ -58,7 +89,12 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["churn_spark", "churn_spark.*"]),
     package_data={"churn_spark": ["data/*"]},
-    install_requires=CORE + PETASTORM_NEEDS,
-    extras_require={"dev": DEV},
+    install_requires=CORE,
+    extras_require={
+        "spark": SPARK,
+        "local": SPARK + LOCAL + PETASTORM_NEEDS,
+        "petastorm": PETASTORM_NEEDS,
+        "dev": DEV,
+    },
     entry_points={"console_scripts": ["churn-spark=churn_spark.cli:main"]},
 )

@@ -39,7 +39,14 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
 
 
 def tracking_uri(setting: str) -> str:
-    """A local folder becomes an absolute path; any other MLflow URI (``file:`` included) is kept."""
+    """A local folder becomes an absolute path; any other MLflow URI (``file:`` included) is kept.
+
+    A folder store (a path or ``file:``) is allowed explicitly: recent MLflow 3 releases refuse
+    one otherwise ("maintenance mode"), and the database store they suggest needs the full
+    mlflow package, which a runtime's mlflow-skinny is not.
+    """
+    if setting.startswith("file:") or not storage.is_uri(setting):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     if storage.is_uri(setting):
         return setting
     return storage.local_path(storage.canonical(setting))
@@ -106,10 +113,13 @@ def _signature(bundle: Bundle) -> ModelSignature:
 
 
 def _requirements() -> list[str]:
-    """What loading the pyfunc needs: this package (it defines the model class) and its stack."""
+    """What loading the pyfunc needs: this package (it defines the model class) and its stack.
+    MLflow by its skinny distribution: the only one the Databricks runtimes have, and the one
+    the full package depends on."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("churn-spark", "torch", "pandas", "numpy", "mlflow")]
+    names = ("churn-spark", "torch", "pandas", "numpy", "mlflow-skinny")
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def champion_version(config: Config) -> str | None:
