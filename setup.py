@@ -74,11 +74,19 @@ PETASTORM_NEEDS = [
     "packaging",
 ]
 
+# Object stores for the files under the lakehouse (churn_spark.storage, the training ranks):
+# fsspec's implementations for s3:// and s3a://, and abfs:// and abfss://.
+S3 = ["s3fs>=2023.5"]
+AZURE = ["adlfs>=2023.4"]
+
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.2",
     "duckdb>=1.0",
     "ruff>=0.15",
+    # The object-store tests: an S3-compatible server on loopback, and s3a:// read from Python.
+    "moto[server]>=5.0,<6",
+    *S3,
 ]
 
 setup(
@@ -94,6 +102,8 @@ setup(
         "spark": SPARK,
         "local": SPARK + LOCAL + PETASTORM_NEEDS,
         "petastorm": PETASTORM_NEEDS,
+        "s3": S3,
+        "azure": AZURE,
         "dev": DEV,
     },
     entry_points={"console_scripts": ["churn-spark=churn_spark.cli:main"]},
