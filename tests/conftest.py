@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from pyspark.sql import SparkSession
 from churn_spark.config import Config, load_config
 from churn_spark.spark import get_spark, hadoop_aws_package
 from tests.builders import lr_bundle, register
+
+if TYPE_CHECKING:
+    from tests.object_store import ObjectStore
 
 # Timestamps come back to Python as naive local datetimes: make local mean UTC, as in Spark.
 os.environ["TZ"] = "UTC"
@@ -68,3 +72,12 @@ def registered(config: Config, tmp_path: Path) -> Config:
     })
     assert register(config, lr_bundle(), tmp_path / "lr.pt") == "1"
     return config
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator["ObjectStore"]:
+    """An S3-compatible server on loopback with a bucket of its own (moto; see tests/object_store.py)."""
+    from tests.object_store import object_store  # moto is imported only where a store is needed
+
+    with object_store() as running:
+        yield running

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +37,7 @@ from churn_spark.pipeline import generate_landing
 from churn_spark.spark import hadoop_aws_package
 from churn_spark.tables import read_table
 from tests.conftest import ROOT
-from tests.object_store import ObjectStore, object_store, point_session_at
+from tests.object_store import ObjectStore, point_session_at
 
 # The cluster run alone takes over 15 min on a loaded 2-core machine: more than pytest.ini's 900 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -71,12 +70,6 @@ class ClusterRun:
         """An object under the lakehouse, from the bucket."""
         client, store = self.store.client(), self.store
         return client.get_object(Bucket=store.bucket, Key=f"{store.lakehouse.split('/', 3)[3]}/{key}")["Body"].read()
-
-
-@pytest.fixture(scope="module")
-def store() -> Iterator[ObjectStore]:
-    with object_store() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pyspark.sql import SparkSession
 from churn_spark.config import Config, load_config
 from churn_spark.tables import read_table
 from tests.conftest import ROOT, TEST_SETTINGS
-from tests.object_store import ObjectStore, object_store, point_session_at
+from tests.object_store import ObjectStore, point_session_at
 
 # The run-all alone takes 12-15 min on a loaded 2-core machine: more than pytest.ini's 900 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -49,12 +48,6 @@ class StoreRun:
 
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-
-@pytest.fixture(scope="module")
-def store() -> Iterator[ObjectStore]:
-    with object_store() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
