@@ -89,7 +89,7 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[8/8] report done" in result.stderr
     assert list(cwd.iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "landing", "lakehouse", "mlruns"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lakehouse", "landing", "mlruns"]
     assert "Top alert reasons" in (tmp_path / "lakehouse" / "reports" / "manager.html").read_text()
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
