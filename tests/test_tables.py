@@ -196,6 +196,6 @@ def test_a_read_only_and_a_full_lakehouse_are_one_line_each(tmp_path: Path) -> N
     errors = [line for line in result.stderr.splitlines() if line.startswith("churn-spark: error:")]
     assert errors[0] == f"churn-spark: error: lakehouse {readonly}: {readonly} is not writable (read-only)"
     assert len(errors) == 2
-    assert re.fullmatch(f"churn-spark: error: {full}/(quarantine|events|ingest_log): no space left on device",
+    assert re.fullmatch(f"churn-spark: error: file:{full}/(quarantine|events|ingest_log): no space left on device",
                         errors[1]), errors[1]
     assert not any("Traceback" in line for line in result.stderr.splitlines())
