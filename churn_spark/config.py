@@ -23,6 +23,7 @@ TABLES = (
     "events",
     "users",
     "first_events",
+    "user_daily",
     "quarantine",
     "ingest_log",
     "user_features",

@@ -24,6 +24,11 @@ def snapshot_start(snapshot_date: Column) -> Column:
     return snapshot_date.cast("timestamp")
 
 
+def event_day(time: Column) -> Column:
+    """The UTC day ``time`` falls on (the session time zone is UTC: ``churn_spark.spark``)."""
+    return F.to_date(time)
+
+
 def days_before_t(time: Column, snapshot_date: Column) -> Column:
     """Days from ``time`` to T where ``time`` is strictly before T; null at or after T.
 
@@ -76,15 +81,47 @@ def snapshot_rows(
     return paired.withColumn("days_before_t", days_before).withColumn("before_t", days_before > 0)
 
 
-def label_aggregates(horizon_days: int, lookback_days: int, eligibility: str = "purchase") -> list[Column]:
-    """Aggregates over ``snapshot_rows`` output, per (user_id, snapshot_date): ``eligible`` and ``label``.
+def snapshot_days(
+    daily: DataFrame, snapshot_dates: Sequence[dt.date], before_days: int, after_days: int = 0
+) -> DataFrame:
+    """``snapshot_rows`` for per-day rows: each ``user_daily`` row paired with each T whose
+    [T - before_days, T + after_days) holds its ``day``.
+
+    ``days_before_t`` is then the whole number of days from the day to T (``datediff``: 1 for
+    the day before T, 0 for T itself) and ``before_t`` says the day is before T. Because T is a
+    midnight and the day a whole day, a condition on an event's ``days_before_t`` that compares
+    with a whole number of days (``<= w``, ``> w``) holds for the day's row exactly when it holds
+    for each of the day's events; ``>= w`` does not (see ``features.partials``).
+    """
+    if not snapshot_dates:
+        raise ValueError("snapshot_dates: give at least one date")
+    if before_days < 1 or after_days < 0:
+        raise ValueError(f"before_days must be >= 1 and after_days >= 0, got {before_days}, {after_days}")
+    dates = sorted(set(snapshot_dates))
+    first, last = dates[0] - dt.timedelta(days=before_days), dates[-1] + dt.timedelta(days=after_days)
+    in_range = daily.where((F.col("day") >= F.lit(first)) & (F.col("day") < F.lit(last)))
+
+    def relevant(t: Column) -> Column:
+        days = F.datediff(t, F.col("day"))
+        return (days <= before_days) & (days > -after_days)
+
+    paired = in_range.withColumn(
+        "snapshot_date", F.explode(F.filter(F.array(*[F.lit(d) for d in dates]), relevant)))
+    days_before = F.datediff(F.col("snapshot_date"), F.col("day"))
+    return paired.withColumn("days_before_t", days_before).withColumn("before_t", days_before > 0)
+
+
+def label_aggregates(horizon_days: int, lookback_days: int, eligibility: str = "purchase",
+                     daily: bool = False) -> list[Column]:
+    """Aggregates over ``snapshot_rows`` output (or, ``daily``, ``snapshot_days`` output over
+    ``user_daily``), per (user_id, snapshot_date): ``eligible`` and ``label``.
 
     Eligible: a purchase (or, with ``eligibility="any_activity"``, any event) in
     [T - lookback, T). ``label`` is 1 when the user makes no purchase in [T, T + horizon).
     """
     if eligibility not in ("purchase", "any_activity"):
         raise ValueError(f"eligibility must be 'purchase' or 'any_activity', got {eligibility!r}")
-    purchase = F.col("event_type") == "purchase"
+    purchase = F.col("purchases") > 0 if daily else F.col("event_type") == "purchase"
     counts = F.lit(True) if eligibility == "any_activity" else purchase
     before = F.col("before_t") & (F.col("days_before_t") <= lookback_days)
     after = ~F.col("before_t") & (-F.col("days_before_t") < horizon_days)

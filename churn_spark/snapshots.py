@@ -17,32 +17,60 @@ from pyspark.sql import functions as F
 from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.errors import InputError
-from churn_spark.features import KEYS, assemble, check_schema, compute_features
+from churn_spark.features import KEYS, assemble, check_schema, compute_features, features_from_daily
+from churn_spark.features.recency import first_event_times
 from churn_spark.labels import check_label_windows, label_aggregates
+from churn_spark.rollup import run_rollup
 
 log = logging.getLogger(__name__)
 
 
 def build_training_set(
     events: DataFrame, users: DataFrame | None, snapshot_dates: Sequence[dt.date], config: Config,
-    first_events: DataFrame | None = None,
+    first_events: DataFrame | None = None, daily: DataFrame | None = None,
 ) -> DataFrame:
-    """Eligible users at each T with their label and every feature, from one pass over the events
-    (``first_events`` as in ``compute_features``)."""
+    """Eligible users at each T with their label and every feature, from one pass over the
+    ``user_daily`` rows where ``daily`` is given, else over the events (the reference path;
+    ``first_events`` as in ``compute_features``)."""
     labels = config.labels
-    rows = assemble(events, users, snapshot_dates, config.features, after_days=labels.horizon_days,
-                    extra=label_aggregates(labels.horizon_days, labels.lookback_days, labels.eligibility),
-                    first_events=first_events)
+    horizon, extra = labels.horizon_days, label_aggregates(
+        labels.horizon_days, labels.lookback_days, labels.eligibility, daily=daily is not None)
+    if daily is None:
+        rows = assemble(events, users, snapshot_dates, config.features, horizon, extra, first_events)
+    else:
+        rows = features_from_daily(daily, users, snapshot_dates, config.features,
+                                   _first_events(events, first_events), horizon, extra)
     features = [c for c in rows.columns if c not in (*KEYS, "eligible", "label")]
     return rows.where("eligible = 1").select(*KEYS, "label", *features)
 
 
-def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date]) -> int:
-    """Compute and write ``user_features`` for the dates; return the rows written."""
+def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date],
+                 from_events: bool = False) -> int:
+    """Compute and write ``user_features`` for the dates; return the rows written.
+
+    The features are folded from the ``user_daily`` rollup, brought up to date first (an
+    incremental ``run_rollup``); ``from_events`` computes them from the raw events instead, the
+    reference path the rollup is tested against.
+    """
     events, users = read_inputs(spark, config)
-    frame = compute_features(events, users, snapshot_dates, config.features, read_first_events(spark, config))
+    first_events = read_first_events(spark, config)
+    if from_events:
+        frame = compute_features(events, users, snapshot_dates, config.features, first_events)
+    else:
+        frame = features_from_daily(read_daily(spark, config), users, snapshot_dates, config.features,
+                                    _first_events(events, first_events))
     check_schema(frame, config.features)
     return tables.replace_dates(frame, config, "user_features", snapshot_dates)
+
+
+def read_daily(spark: SparkSession, config: Config) -> DataFrame:
+    """The ``user_daily`` table, brought up to the current events first (``run_rollup``)."""
+    run_rollup(spark, config)
+    return tables.read_table(spark, config, "user_daily")
+
+
+def _first_events(events: DataFrame, stored: DataFrame | None) -> DataFrame:
+    return stored if stored is not None else first_event_times(events)
 
 
 @dataclass(frozen=True)
@@ -88,7 +116,8 @@ def run_labels(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.
     events, users = read_inputs(spark, config)
     check_label_windows(snapshot_dates, config.labels.horizon_days,
                         _last_event(events, max(snapshot_dates) + dt.timedelta(days=config.labels.horizon_days)))
-    frame = build_training_set(events, users, snapshot_dates, config, read_first_events(spark, config))
+    frame = build_training_set(events, users, snapshot_dates, config, read_first_events(spark, config),
+                               daily=read_daily(spark, config))
     check_schema(frame.drop("label"), config.features)
     rows = tables.replace_dates(frame, config, "training_set", snapshot_dates)
     written = tables.read_table(spark, config, "training_set").where(F.col("snapshot_date").isin(list(snapshot_dates)))

@@ -27,13 +27,14 @@ from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, Row, SparkSession
-from pyspark.sql.types import ArrayType, LongType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DataType, LongType, MapType, StringType, StructField, StructType
 
 from churn_spark import storage
 from churn_spark.config import TABLES, Config
 from churn_spark.contract import EVENTS_SCHEMA, SPARK_TYPES, USERS_SCHEMA
 from churn_spark.errors import StorageError
 from churn_spark.features import catalogue
+from churn_spark.features.partials import schema_columns as daily_columns
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class TableSpec:
 
     schema: StructType
     partition_by: tuple[str, ...] = ()
+    properties: tuple[tuple[str, str], ...] = ()  # Delta table properties set at creation
 
 
 _TEXT_LIST = ArrayType(StringType())
@@ -53,8 +55,19 @@ _COUNTS = MapType(StringType(), LongType())
 def _schema(*columns: tuple[str, str | ArrayType | MapType], base: StructType | None = None) -> StructType:
     fields = list(base.fields) if base else []
     for name, dtype in columns:
-        fields.append(StructField(name, SPARK_TYPES[dtype] if isinstance(dtype, str) else dtype))
+        fields.append(StructField(name, _type(dtype) if isinstance(dtype, str) else dtype))
     return StructType(fields)
+
+
+def _type(name: str) -> DataType:
+    """A type by its simple name: one of ``SPARK_TYPES``, or ``array<...>`` of one."""
+    if name.startswith("array<") and name.endswith(">"):
+        return ArrayType(_type(name[len("array<"):-1]))
+    return SPARK_TYPES[name]
+
+
+# The events table keeps a change data feed: the rollup reads which days new events touched.
+CHANGE_FEED = ("delta.enableChangeDataFeed", "true")
 
 
 _SNAPSHOT = ("snapshot_date",)
@@ -63,8 +76,10 @@ SPECS = {
     "events": TableSpec(
         _schema(("source", "string"), ("ingested_at", "timestamp"), ("event_date", "date"),
                 base=EVENTS_SCHEMA),
-        partition_by=("event_date",),
+        partition_by=("event_date",), properties=(CHANGE_FEED,),
     ),
+    # Per user and UTC day, the partial aggregates every feature is folded from (features.partials).
+    "user_daily": TableSpec(_schema(*daily_columns()), partition_by=("day",)),
     "users": TableSpec(_schema(("source", "string"), ("updated_at", "timestamp"), base=USERS_SCHEMA)),
     # Per user, the time of their first event ever (ingest keeps the minimum): tenure whatever
     # the feature history window.
@@ -166,6 +181,8 @@ def _create(spark: SparkSession, config: Config, name: str) -> DeltaTable:
     builder = DeltaTable.createIfNotExists(spark).addColumns(spec.schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
+    for key, value in spec.properties:
+        builder = builder.property(key, value)
     location = config.table(name)
     if config.storage.kind == "metastore":
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.storage.database}")
@@ -183,9 +200,47 @@ def delta_table(spark: SparkSession, config: Config, name: str) -> DeltaTable:
     return DeltaTable.forPath(spark, location)
 
 
-def read_table(spark: SparkSession, config: Config, name: str) -> DataFrame:
-    """Table ``name`` as a DataFrame."""
-    return delta_table(spark, config, name).toDF()
+def read_table(spark: SparkSession, config: Config, name: str, version: int | None = None) -> DataFrame:
+    """Table ``name`` as a DataFrame (as of Delta ``version`` when one is given)."""
+    if version is None:
+        return delta_table(spark, config, name).toDF()
+    reader = spark.read.format("delta").option("versionAsOf", version)
+    location = config.table(name)
+    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
+
+
+def version(spark: SparkSession, config: Config, name: str) -> int:
+    """The latest Delta version of table ``name``."""
+    return int(delta_table(spark, config, name).history(1).first()["version"])
+
+
+def changes(spark: SparkSession, config: Config, name: str, start: int, end: int) -> DataFrame:
+    """The rows versions ``start`` to ``end`` of table ``name`` inserted, updated or deleted
+    (Delta's change data feed: the table's columns, ``_change_type``, ``_commit_version``)."""
+    reader = (spark.read.format("delta").option("readChangeFeed", "true")
+              .option("startingVersion", start).option("endingVersion", end))
+    location = config.table(name)
+    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
+
+
+def keep_change_feed(spark: SparkSession, config: Config, name: str) -> None:
+    """Turn on the change data feed of table ``name`` (for a table created before its spec asked
+    for it); from the next version on its changes can be read. No commit if it is on already."""
+    properties = delta_table(spark, config, name).detail().first()["properties"] or {}
+    key, value = CHANGE_FEED
+    if properties.get(key) == value:
+        return
+    location = config.table(name)
+    target = location if config.storage.kind == "metastore" else f"delta.`{location}`"
+    spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('{key}' = '{value}')")
+
+
+def last_tagged(spark: SparkSession, config: Config, name: str, prefix: str) -> str | None:
+    """The ``userMetadata`` of the latest commit of table ``name`` that starts with ``prefix``
+    (among its last commits), or None."""
+    history = delta_table(spark, config, name).history(_HISTORY_SEARCHED)
+    found = history.where(history.userMetadata.startswith(prefix)).orderBy(history.version.desc()).first()
+    return found["userMetadata"] if found is not None else None
 
 
 def table_exists(spark: SparkSession, config: Config, name: str) -> bool:
@@ -239,21 +294,30 @@ def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key
     return _committed(config.table(name), attempt)
 
 
-def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date]) -> int:
+def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date] | None,
+                  tag: str | None = None) -> int:
     """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction),
-    with ``frame`` held to the table's schema (``conform``).
+    with ``frame`` held to the table's schema (``conform``). The dates are values of the table's
+    partition column (``snapshot_date``, or ``day`` for ``user_daily``); None overwrites the
+    whole table.
+
+    ``tag``, unique per write, is stored as the commit's ``userMetadata`` (default: one of its
+    own). Where there is nothing to add and nothing to remove, an empty append carries it, so
+    that the tag is committed whatever the rows.
 
     Returns
     -------
     int
-        The rows this write committed (found in the table's history by a tag of its own, so a
+        The rows this write committed (found in the table's history by its tag, so a
         concurrent writer's commit is never counted).
     """
     frame = conform(frame, config, name)
-    dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
-    tag = f"churn-spark replace {uuid.uuid4()}"
-    writer = (frame.write.format("delta").mode("overwrite").partitionBy("snapshot_date")
-              .option("replaceWhere", f"snapshot_date IN ({dates})").option("userMetadata", tag))
+    (column,) = table_spec(config, name).partition_by
+    must_commit, tag = tag is not None, tag or f"churn-spark replace {uuid.uuid4()}"
+    writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("userMetadata", tag)
+    if snapshot_dates is not None:
+        dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
+        writer = writer.option("replaceWhere", f"{column} IN ({dates})" if dates else "false")
     spark, location = frame.sparkSession, config.table(name)
     check_location(config, name, write=True)
     if config.storage.kind == "metastore":
@@ -262,8 +326,13 @@ def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: S
         _committed(location, lambda: writer.save(location))
     # Nothing to add and nothing to remove is no commit at all: then no rows were written.
     mine = delta_table(spark, config, name).history(_HISTORY_SEARCHED).where(f"userMetadata = '{tag}'").first()
+    if mine is None and must_commit:
+        empty = frame.limit(0).write.format("delta").mode("append").option("userMetadata", tag)
+        _committed(location, lambda: empty.saveAsTable(location) if config.storage.kind == "metastore"
+                   else empty.save(location))
     rows = int(mine["operationMetrics"].get("numOutputRows", 0)) if mine is not None else 0
-    log.info("%s: wrote %d rows for %d snapshot date(s)", name, rows, len(set(snapshot_dates)))
+    what = f"{len(set(snapshot_dates))} {column} value(s)" if snapshot_dates is not None else "the whole table"
+    log.info("%s: wrote %d rows for %s", name, rows, what)
     return rows
 
 

@@ -28,7 +28,7 @@ from churn_spark.features import (
 from churn_spark.features.catalogue import Context, Feature
 from churn_spark.features.recency import FIRST_EVENT_TIME, first_event_times
 from churn_spark.features.service import FOLLOW_UP_DAYS
-from churn_spark.labels import snapshot_rows, snapshot_start
+from churn_spark.labels import snapshot_days, snapshot_rows, snapshot_start
 from churn_spark.sentiment import sentiment_column
 
 FAMILIES = (recency, frequency, monetary, browsing, funnel, breadth, loyalty, trends, reviews, service, profile)
@@ -37,9 +37,10 @@ _PROFILE_COLUMNS = ("signup_time", "gender", "age", "region", "membership_level"
 _SEEN = "_event_before_t"  # the user has an event in the history window before T
 
 
-def catalogue(settings: FeaturesConfig) -> list[Feature]:
-    """Every feature, family by family, in output order (no Spark session needed)."""
-    ctx = Context(tuple(settings.windows), settings.history_days)
+def catalogue(settings: FeaturesConfig, daily: bool = False) -> list[Feature]:
+    """Every feature, family by family, in output order (no Spark session needed); ``daily``:
+    with values that fold ``user_daily`` rows instead of aggregating events."""
+    ctx = Context(tuple(settings.windows), settings.history_days, daily)
     return [feature for family in FAMILIES for feature in family.features(ctx)]
 
 
@@ -86,13 +87,37 @@ def assemble(
     first_events: DataFrame | None = None,
 ) -> DataFrame:
     """``compute_features``, with ``extra`` aggregates (over events up to T + after_days) kept."""
-    features = catalogue(settings)
     paired = snapshot_rows(prepare_events(events), snapshot_dates, settings.history_days, after_days)
+    firsts = first_events if first_events is not None else first_event_times(events)
+    return _fold(paired, catalogue(settings), users, snapshot_dates, firsts, extra)
+
+
+def features_from_daily(
+    daily: DataFrame,
+    users: DataFrame | None,
+    snapshot_dates: Sequence[dt.date],
+    settings: FeaturesConfig,
+    first_events: DataFrame,
+    after_days: int = 0,
+    extra: Sequence[Column] = (),
+) -> DataFrame:
+    """``assemble`` from the ``user_daily`` rollup instead of the events: the same rows and
+    values (exact for counts, sets and times; sums of doubles up to their order of addition).
+
+    ``extra`` aggregates are over the daily rows paired with T (``labels.snapshot_days``) up to
+    T + after_days; ``first_events`` is the ``first_events`` table.
+    """
+    paired = snapshot_days(daily, snapshot_dates, settings.history_days, after_days)
+    return _fold(paired, catalogue(settings, daily=True), users, snapshot_dates, first_events, extra)
+
+
+def _fold(paired: DataFrame, features: list[Feature], users: DataFrame | None, snapshot_dates: Sequence[dt.date],
+          firsts: DataFrame, extra: Sequence[Column]) -> DataFrame:
+    """Every feature per (user known at T, T) from rows paired with T, and the ``extra`` aggregates."""
     aggregated = paired.groupBy(*KEYS).agg(
         *[f.value().alias(f.name) for f in features if f.stage == "events"], *extra,
         F.max(F.col("before_t").cast("int")).alias(_SEEN))
     extra_names = [c for c in aggregated.columns if c not in (*KEYS, _SEEN) and c not in {f.name for f in features}]
-    firsts = first_events if first_events is not None else first_event_times(events)
     known = _known_users(users, snapshot_dates, aggregated).join(
         firsts.select("user_id", FIRST_EVENT_TIME), "user_id", "left")
     event_stage = [f.finished(_storable(f, F.col(f.name))) for f in features if f.stage == "events"]

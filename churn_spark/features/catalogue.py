@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from churn_spark.features.partials import PARTIALS, day_start_column
+from churn_spark.labels import days_before_t
+
 @dataclass(frozen=True)
 class Feature:
     """One feature of the catalogue."""
@@ -46,14 +49,21 @@ class Feature:
 
 @dataclass(frozen=True)
 class Context:
-    """Column helpers shared by the families, over snapshot rows of events before T."""
+    """Column helpers shared by the families, over snapshot rows before T.
+
+    ``daily`` False: the rows are events paired with T (``labels.snapshot_rows``), the
+    reference path. ``daily`` True: the rows are ``user_daily`` rows paired with T
+    (``labels.snapshot_days``). A feature is written once with these helpers, naming the
+    partials of ``features.partials`` it aggregates, and means the same on both.
+    """
 
     windows: tuple[int, ...]
     history_days: int
+    daily: bool = False
 
     @staticmethod
     def days_before() -> Column:
-        """Days from the event to T (> 0: the event is before T)."""
+        """Days from the event (or day) to T (> 0: before T)."""
         return F.col("days_before_t")
 
     def within(self, days: float) -> Column:
@@ -64,24 +74,51 @@ class Context:
         """The event lies in [T - end_days, T - start_days)."""
         return F.col("before_t") & (self.days_before() > start_days) & (self.days_before() <= end_days)
 
-    @staticmethod
-    def is_type(*types: str) -> Column:
-        return F.col("event_type").isin(*types)
+    def _value(self, partial: str) -> Column:
+        return F.col(partial) if self.daily else PARTIALS[partial].measure()
 
-    def count_of(self, event_type: str, days: float) -> Column:
-        return F.sum(F.when(self.is_type(event_type) & self.within(days), 1).otherwise(0))
+    def total(self, partial: str, where: Column) -> Column:
+        """A "sum" partial summed over the rows where ``where`` holds (0 where there are none)."""
+        return _sum(self._value(partial), where, PARTIALS[partial].dtype)
 
-    def sum_of(self, value: Column, condition: Column) -> Column:
-        return F.sum(F.when(condition, value).otherwise(0.0))
+    def mean(self, sum_partial: str, count_partial: str, where: Column) -> Column:
+        """One "sum" partial over another (a sum over the count of its values), null where none."""
+        count = self.total(count_partial, where)
+        return F.when(count > 0, self.total(sum_partial, where) / count)
 
-    @staticmethod
-    def distinct_count(value: Column, condition: Column) -> Column:
-        """Distinct non-null values where ``condition`` holds (a set per group, no Expand)."""
-        return F.size(F.collect_set(F.when(condition, value)))
+    def count_of(self, kind: str, days: float) -> Column:
+        """Events of type ``kind`` in the ``days`` before T."""
+        return self.total(f"{kind}s", self.within(days))
 
-    def amount(self) -> Column:
-        """Money of a purchase or refund line: price x quantity."""
-        return F.col("price") * F.coalesce(F.col("quantity"), F.lit(1))
+    def distinct(self, partial: str, where: Column) -> Column:
+        """The distinct values of a "set" partial over the rows where ``where`` holds (an array)."""
+        if self.daily:
+            return F.array_distinct(F.flatten(F.collect_list(F.when(where, F.col(partial)))))
+        return F.collect_set(F.when(where, self._value(partial)))
+
+    def distinct_count(self, partial: str, where: Column) -> Column:
+        return F.size(self.distinct(partial, where))
+
+    def days_since_latest(self, partial: str, where: Column) -> Column:
+        """Days from the latest time of a "latest" partial over the rows where ``where`` holds to T."""
+        return days_before_t(F.max(F.when(where, self._value(partial))), F.col("snapshot_date"))
+
+    def total_judged(self, partial: str, where: Column, days: int) -> Column:
+        """``total`` over the events at least ``days`` before T (``days_before_t >= days``).
+
+        On day rows this bound is not a day boundary: the day ``days`` before T counts only its
+        events at midnight, kept by partials that declare ``at_day_start``.
+        """
+        if not self.daily:
+            return self.total(partial, where & (self.days_before() >= days))
+        whole_days = self.total(partial, where & (self.days_before() > days))
+        at_midnight = _sum(F.col(day_start_column(partial)), where & (self.days_before() == days),
+                           PARTIALS[partial].dtype)
+        return whole_days + at_midnight
+
+
+def _sum(value: Column, where: Column, dtype: str) -> Column:
+    return F.coalesce(F.sum(F.when(where, value)), F.lit(0).cast(dtype))
 
 
 def safe_div(numerator: Column, denominator: Column, none: float = 0.0) -> Column:

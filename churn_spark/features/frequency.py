@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature
 
@@ -12,7 +11,7 @@ def features(ctx: Context) -> list[Feature]:
     for w in ctx.windows:
         out += [
             Feature(f"sessions_{w}d", "int", w, f"distinct sessions in the {w} days before T", 0,
-                    lambda w=w: ctx.distinct_count(F.col("session_id"), ctx.within(w))),
+                    lambda w=w: ctx.distinct_count("sessions", ctx.within(w))),
             Feature(f"views_{w}d", "int", w, f"page views in the {w} days before T", 0,
                     lambda w=w: ctx.count_of("view", w)),
             Feature(f"carts_{w}d", "int", w, f"add-to-carts in the {w} days before T", 0,
@@ -20,6 +19,6 @@ def features(ctx: Context) -> list[Feature]:
             Feature(f"purchases_{w}d", "int", w, f"purchase lines in the {w} days before T", 0,
                     lambda w=w: ctx.count_of("purchase", w)),
             Feature(f"active_days_{w}d", "int", w, f"days with any event in the {w} days before T", 0,
-                    lambda w=w: ctx.distinct_count(F.to_date("event_time"), ctx.within(w))),
+                    lambda w=w: ctx.distinct_count("active_days", ctx.within(w))),
         ]
     return out

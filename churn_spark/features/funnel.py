@@ -13,7 +13,7 @@ def features(ctx: Context) -> list[Feature]:
     out = []
     for w in WINDOWS:
         def sessions_with(kind: str, w: int = w):
-            return F.collect_set(F.when(ctx.is_type(kind) & ctx.within(w), F.col("session_id")))
+            return ctx.distinct(f"{kind}_sessions", ctx.within(w))
 
         out += [
             Feature(f"cart_conversion_{w}d", "double", w,

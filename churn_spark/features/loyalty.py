@@ -10,8 +10,7 @@ from churn_spark.features.catalogue import Context, Feature, safe_div
 
 def _gaps(ctx: Context) -> Column:
     """Days between consecutive distinct purchase days in the history, oldest first."""
-    day = F.datediff(F.to_date("event_time"), F.lit("1970-01-01"))
-    days = F.array_sort(F.collect_set(F.when(ctx.is_type("purchase") & ctx.within(ctx.history_days), day)))
+    days = F.array_sort(ctx.distinct("purchase_days", ctx.within(ctx.history_days)))
     n = F.size(days)
     return F.when(n >= 2, F.zip_with(F.slice(days, 2, n - 1), F.slice(days, 1, n - 1), lambda a, b: a - b))
 
@@ -27,13 +26,13 @@ def _std(values: Column) -> Column:
 
 def features(ctx: Context) -> list[Feature]:
     h = ctx.history_days
-    last_purchase = lambda: F.min(F.when(ctx.is_type("purchase") & ctx.within(h), ctx.days_before()))  # noqa: E731
+    last_purchase = lambda: ctx.days_since_latest("last_purchase", ctx.within(h))  # noqa: E731
     return [
         Feature("repurchase_rate", "double", h, f"share of purchase lines in the {h} days before T that "
                 "repeat a product bought before in that time (0: none)", 0.0,
                 lambda: safe_div(
                     ctx.count_of("purchase", h)
-                    - ctx.distinct_count(F.col("product_id"), ctx.is_type("purchase") & ctx.within(h)),
+                    - ctx.distinct_count("products_bought", ctx.within(h)),
                     ctx.count_of("purchase", h))),
         Feature("purchase_gap_mean_days", "double", h, f"mean days between purchase days in the {h} days "
                 "before T (0: fewer than two)", 0.0, lambda: _mean(_gaps(ctx))),

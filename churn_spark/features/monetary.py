@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature, safe_div
 
@@ -13,17 +12,16 @@ def features(ctx: Context) -> list[Feature]:
     out = []
     for w in WINDOWS:
         def spend(w: int = w):
-            return ctx.sum_of(ctx.amount(), ctx.is_type("purchase") & ctx.within(w))
+            return ctx.total("spend", ctx.within(w))
 
         def refunded(w: int = w):
-            return ctx.sum_of(ctx.amount(), ctx.is_type("refund") & ctx.within(w))
+            return ctx.total("refund_amount", ctx.within(w))
 
         out += [
             Feature(f"spend_{w}d", "double", w, f"money spent (price x quantity) in the {w} days before T",
                     0.0, spend),
             Feature(f"items_{w}d", "int", w, f"items bought in the {w} days before T", 0,
-                    lambda w=w: ctx.sum_of(F.coalesce(F.col("quantity"), F.lit(1)),
-                                           ctx.is_type("purchase") & ctx.within(w))),
+                    lambda w=w: ctx.total("items", ctx.within(w))),
             Feature(f"avg_order_value_{w}d", "double", w,
                     f"spend per purchase line in the {w} days before T (0: none)", 0.0,
                     lambda w=w, spend=spend: safe_div(spend(), ctx.count_of("purchase", w))),

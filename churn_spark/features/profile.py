@@ -6,10 +6,10 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature, safe_div
+from churn_spark.features.partials import CHANNELS
 from churn_spark.features.recency import FIRST_EVENT_TIME
 from churn_spark.labels import days_before_t
 
-CHANNELS = ("app", "web", "mini_program")
 CHANNEL_WINDOW = 90
 AGE_BANDS = ((25, "<25"), (35, "25-34"), (45, "35-44"), (55, "45-54"))
 
@@ -24,20 +24,17 @@ def _age_band() -> Column:
 
 def features(ctx: Context) -> list[Feature]:
     w = CHANNEL_WINDOW
-    in_window = lambda: ctx.within(w)  # noqa: E731
-    total = lambda: F.sum(F.when(in_window(), 1).otherwise(0))  # noqa: E731
+    total = lambda: ctx.total("events", ctx.within(w))  # noqa: E731
     out = [
         Feature(f"channel_share_{c}_{w}d", "double", w,
                 f"share of events through {c.replace('_', ' ')} in the {w} days before T",
-                0.0, lambda c=c: safe_div(F.sum(F.when(in_window() & (F.col("channel") == c), 1).otherwise(0)),
-                                          total()))
+                0.0, lambda c=c: safe_div(ctx.total(f"channel_{c}", ctx.within(w)), total()))
         for c in CHANNELS
     ]
     out.append(Feature(
         f"channel_share_other_{w}d", "double", w,
         f"share of events through other or unknown channels in the {w} days before T", 0.0,
-        lambda: safe_div(F.sum(F.when(in_window() & ~F.coalesce(F.col("channel").isin(*CHANNELS), F.lit(False)),
-                                      1).otherwise(0)), total())))
+        lambda: safe_div(ctx.total("channel_other", ctx.within(w)), total())))
     profile = [
         Feature("tenure_days", "double", None,
                 "days since signup (unknown signup: since the user's first event ever)", 0.0,

@@ -21,12 +21,12 @@ def features(ctx: Context) -> list[Feature]:
             f"days_since_last_{kind}", "double", None,
             f"days from the last {words} to T, capped at {ctx.history_days} (none in history)",
             ctx.history_days,
-            lambda k=kind: F.min(F.when(ctx.is_type(k) & ctx.within(ctx.history_days), ctx.days_before())),
+            lambda k=kind: ctx.days_since_latest(f"last_{k}", ctx.within(ctx.history_days)),
             group=f"last_{kind}"))
         out.append(Feature(
             f"{kind}_seen", "int", None,
             f"1 if the user has {article} {words} in the {ctx.history_days} days before T", 0,
-            lambda k=kind: F.max(F.when(ctx.is_type(k) & ctx.within(ctx.history_days), 1)), group=f"last_{kind}"))
+            lambda k=kind: F.when(ctx.count_of(k, ctx.history_days) > 0, 1), group=f"last_{kind}"))
     out.append(Feature(
         "days_since_first_event", "double", None,
         "days from the user's first event ever to T, whatever the history window (0: none before T)", 0,

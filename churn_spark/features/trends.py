@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature, relative_change
 
 
 def features(ctx: Context) -> list[Feature]:
     recent, before = (lambda: ctx.within(30)), (lambda: ctx.between(30, 60))
-    sessions = lambda when: ctx.distinct_count(F.col("session_id"), when())  # noqa: E731
-    purchases = lambda when: F.sum(F.when(ctx.is_type("purchase") & when(), 1).otherwise(0))  # noqa: E731
-    spend = lambda when: ctx.sum_of(ctx.amount(), ctx.is_type("purchase") & when())  # noqa: E731
+    sessions = lambda when: ctx.distinct_count("sessions", when())  # noqa: E731
+    purchases = lambda when: ctx.total("purchases", when())  # noqa: E731
+    spend = lambda when: ctx.total("spend", when())  # noqa: E731
     meaning = "{what}: (last 30 days - the 30 before) / (their sum); -1 stopped, 0 flat or none, +1 new"
     return [
         Feature(f"{name}_trend_30d", "double", 60, meaning.format(what=name), 0.0,
