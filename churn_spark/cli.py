@@ -56,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.add_argument("--source-file", metavar="PATH",
                          help="a mapping YAML file anywhere, named explicitly (instead of --source)")
 
+    rollup = commands.add_parser("rollup", parents=[common],
+                                 help="user_daily: rebuild the days new events touched (features run it too)")
+    rollup.add_argument("--full", action="store_true", help="rebuild every day from the whole events table")
+
     feats = commands.add_parser("features", parents=[common], help="user_features for snapshot dates")
     feats.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
                        help="snapshot dates: 2026-03-01,2026-03-15 or a range START:END:STEP_DAYS")
+    feats.add_argument("--from-events", action="store_true",
+                       help="compute from the raw events (the reference path) instead of the user_daily rollup")
 
     labels = commands.add_parser("labels", parents=[common], help="training_set (labels + features)")
     labels.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
@@ -209,10 +215,14 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
         mapping, events_fmt, users_fmt = prepared
         for report in ingest(spark, config, args.events, args.users, events_fmt, mapping, users_fmt):
             print(report.summary())
+    elif args.command == "rollup":
+        from churn_spark.rollup import run_rollup
+
+        print(run_rollup(spark, config, full=args.full).summary())
     elif args.command == "features":
         from churn_spark.snapshots import run_features
 
-        rows = run_features(spark, config, args.as_of)
+        rows = run_features(spark, config, args.as_of, from_events=args.from_events)
         print(f"user_features: {rows} rows for {len(args.as_of)} snapshot date(s)")
     elif args.command == "labels":
         from churn_spark.snapshots import run_labels

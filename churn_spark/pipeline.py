@@ -15,6 +15,7 @@ from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
 from churn_spark.report import write_manager_report
+from churn_spark.rollup import run_rollup
 from churn_spark.score import run_scoring
 from churn_spark.snapshots import run_features, run_labels
 from churn_spark.train.job import run_training
@@ -64,7 +65,8 @@ def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
 
 
 def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
-    """Generate demo landing files, ingest them into Delta, features, labels, train and evaluate
+    """Generate demo landing files, ingest them into Delta, roll them up per user and day,
+    features and labels from the rollup, train and evaluate
     the models, score the last two feature snapshots and list the alerts of each (the second
     run's alerts are the users newly at risk since the first), and write the manager's report.
     """
@@ -93,6 +95,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     steps: list[tuple[str, Callable[[], None]]] = [
         ("generate", _generate),
         ("ingest", _ingest),
+        ("rollup", lambda: log.info("%s", run_rollup(spark, config).summary())),
         ("features", lambda: run_features(spark, config, featured)),
         ("labels", lambda: run_labels(spark, config, labelled)),
         ("train", lambda: run_training(spark, config)),

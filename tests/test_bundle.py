@@ -30,7 +30,7 @@ JOBS: dict[str, dict[str, Any]] = {
     for name, job in yaml.safe_load(path.read_text())["resources"]["jobs"].items()
 }
 EXPECTED = {
-    "daily_scoring": ["ingest", "features", "score"],
+    "daily_scoring": ["ingest", "rollup", "features", "score"],
     "weekly_retrain": ["labels", "train", "promote"],
 }
 
@@ -185,7 +185,7 @@ def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
         steps = [Path(job).stem for job, _ in cron_steps(command)]
         schedule[tuple(steps)] = (minute, hour, day, month, weekday)
     # Quartz "0 0 3 * * ?" is cron "0 3 * * *"; "0 0 6 ? * SUN" is "0 6 * * 0".
-    assert schedule == {("ingest", "features", "score"): ("0", "3", "*", "*", "*"),
+    assert schedule == {("ingest", "rollup", "features", "score"): ("0", "3", "*", "*", "*"),
                         ("labels", "train", "promote"): ("0", "6", "*", "*", "0")}
 
 
