@@ -59,11 +59,7 @@ def snapshot_rows(
         The events' columns plus ``snapshot_date``, ``before_t`` (event_time < T) and
         ``days_before_t`` ((T - event_time) in days: > 0 before T, <= 0 from T on).
     """
-    if not snapshot_dates:
-        raise ValueError("snapshot_dates: give at least one date")
-    if before_days < 1 or after_days < 0:
-        raise ValueError(f"before_days must be >= 1 and after_days >= 0, got {before_days}, {after_days}")
-    dates = sorted(set(snapshot_dates))
+    dates = _snapshot_dates(snapshot_dates, before_days, after_days)
     first = dt.datetime.combine(dates[0], dt.time(), dt.timezone.utc) - dt.timedelta(days=before_days)
     last = dt.datetime.combine(dates[-1], dt.time(), dt.timezone.utc) + dt.timedelta(days=after_days)
     in_range = events.where((F.col("event_time") >= F.lit(first)) & (F.col("event_time") < F.lit(last)))
@@ -93,11 +89,7 @@ def snapshot_days(
     with a whole number of days (``<= w``, ``> w``) holds for the day's row exactly when it holds
     for each of the day's events; ``>= w`` does not (see ``features.partials``).
     """
-    if not snapshot_dates:
-        raise ValueError("snapshot_dates: give at least one date")
-    if before_days < 1 or after_days < 0:
-        raise ValueError(f"before_days must be >= 1 and after_days >= 0, got {before_days}, {after_days}")
-    dates = sorted(set(snapshot_dates))
+    dates = _snapshot_dates(snapshot_dates, before_days, after_days)
     first, last = dates[0] - dt.timedelta(days=before_days), dates[-1] + dt.timedelta(days=after_days)
     in_range = daily.where((F.col("day") >= F.lit(first)) & (F.col("day") < F.lit(last)))
 
@@ -109,6 +101,15 @@ def snapshot_days(
         "snapshot_date", F.explode(F.filter(F.array(*[F.lit(d) for d in dates]), relevant)))
     days_before = F.datediff(F.col("snapshot_date"), F.col("day"))
     return paired.withColumn("days_before_t", days_before).withColumn("before_t", days_before > 0)
+
+
+def _snapshot_dates(snapshot_dates: Sequence[dt.date], before_days: int, after_days: int) -> list[dt.date]:
+    """The distinct dates, sorted, once the arguments of a pairing are checked."""
+    if not snapshot_dates:
+        raise ValueError("snapshot_dates: give at least one date")
+    if before_days < 1 or after_days < 0:
+        raise ValueError(f"before_days must be >= 1 and after_days >= 0, got {before_days}, {after_days}")
+    return sorted(set(snapshot_dates))
 
 
 def label_aggregates(horizon_days: int, lookback_days: int, eligibility: str = "purchase",

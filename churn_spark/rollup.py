@@ -87,8 +87,10 @@ def run_rollup(spark: SparkSession, config: Config, full: bool = False) -> Rollu
     covered = None if full else _covered_version(spark, config)
     if covered is not None and covered == current:
         return RollupRun(current, False, (), 0, "no new events")
-    touched, reason = (None, "asked for" if full else "no earlier rollup") if covered is None else \
-        _touched_days(spark, config, covered, current)
+    if covered is None:
+        touched, reason = None, "asked for" if full else "no earlier rollup"
+    else:
+        touched, reason = _touched_days(spark, config, covered, current)
     tag = _TAG + json.dumps({"events_version": current, "run": str(uuid.uuid4())})
     events = tables.read_table(spark, config, "events", version=current)
     if touched is None:

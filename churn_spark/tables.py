@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, DataFrameWriter, Row, SparkSession
 from pyspark.sql.types import ArrayType, DataType, LongType, MapType, StringType, StructField, StructType
 
 from churn_spark import storage
@@ -204,9 +204,7 @@ def read_table(spark: SparkSession, config: Config, name: str, version: int | No
     """Table ``name`` as a DataFrame (as of Delta ``version`` when one is given)."""
     if version is None:
         return delta_table(spark, config, name).toDF()
-    reader = spark.read.format("delta").option("versionAsOf", version)
-    location = config.table(name)
-    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
+    return _load(spark.read.format("delta").option("versionAsOf", version), config, name)
 
 
 def version(spark: SparkSession, config: Config, name: str) -> int:
@@ -217,10 +215,8 @@ def version(spark: SparkSession, config: Config, name: str) -> int:
 def changes(spark: SparkSession, config: Config, name: str, start: int, end: int) -> DataFrame:
     """The rows versions ``start`` to ``end`` of table ``name`` inserted, updated or deleted
     (Delta's change data feed: the table's columns, ``_change_type``, ``_commit_version``)."""
-    reader = (spark.read.format("delta").option("readChangeFeed", "true")
-              .option("startingVersion", start).option("endingVersion", end))
-    location = config.table(name)
-    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
+    return _load(spark.read.format("delta").option("readChangeFeed", "true")
+                 .option("startingVersion", start).option("endingVersion", end), config, name)
 
 
 def keep_change_feed(spark: SparkSession, config: Config, name: str) -> None:
@@ -262,13 +258,22 @@ def table_exists(spark: SparkSession, config: Config, name: str) -> bool:
 def append(frame: DataFrame, config: Config, name: str) -> None:
     """Append ``frame`` to table ``name`` (one Delta transaction; a conflicting attempt commits
     nothing, so retrying it appends the rows once)."""
-    writer = frame.write.format("delta").mode("append")
+    _save(frame.write.format("delta").mode("append"), config, name)
+
+
+def _save(writer: DataFrameWriter, config: Config, name: str) -> None:
+    """Commit ``writer``'s write to table ``name``, retried on a conflicting concurrent commit."""
     location = config.table(name)
     check_location(config, name, write=True)
     if config.storage.kind == "metastore":
         _committed(location, lambda: writer.saveAsTable(location))
     else:
         _committed(location, lambda: writer.save(location))
+
+
+def _load(reader: DataFrameReader, config: Config, name: str) -> DataFrame:
+    location = config.table(name)
+    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
 
 
 def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key: str,
@@ -318,18 +323,12 @@ def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: S
     if snapshot_dates is not None:
         dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
         writer = writer.option("replaceWhere", f"{column} IN ({dates})" if dates else "false")
-    spark, location = frame.sparkSession, config.table(name)
-    check_location(config, name, write=True)
-    if config.storage.kind == "metastore":
-        _committed(location, lambda: writer.saveAsTable(location))
-    else:
-        _committed(location, lambda: writer.save(location))
+    _save(writer, config, name)
     # Nothing to add and nothing to remove is no commit at all: then no rows were written.
-    mine = delta_table(spark, config, name).history(_HISTORY_SEARCHED).where(f"userMetadata = '{tag}'").first()
+    mine = delta_table(frame.sparkSession, config, name).history(_HISTORY_SEARCHED).where(
+        f"userMetadata = '{tag}'").first()
     if mine is None and must_commit:
-        empty = frame.limit(0).write.format("delta").mode("append").option("userMetadata", tag)
-        _committed(location, lambda: empty.saveAsTable(location) if config.storage.kind == "metastore"
-                   else empty.save(location))
+        _save(frame.limit(0).write.format("delta").mode("append").option("userMetadata", tag), config, name)
     rows = int(mine["operationMetrics"].get("numOutputRows", 0)) if mine is not None else 0
     what = f"{len(set(snapshot_dates))} {column} value(s)" if snapshot_dates is not None else "the whole table"
     log.info("%s: wrote %d rows for %s", name, rows, what)

@@ -17,7 +17,7 @@ from churn_spark.features import catalogue, compute_features, features_from_dail
 from churn_spark.features.recency import first_event_times
 from churn_spark.generate import GenerateSpec
 from churn_spark.rollup import daily_rows, run_rollup
-from churn_spark.snapshots import build_training_set
+from churn_spark.snapshots import build_training_set, run_features
 from tests.builders import at, event, generated, make_events, store_events
 from tests.test_features import SETTINGS, T, U1, USERS
 
@@ -156,8 +156,6 @@ def test_an_events_table_without_a_change_feed_gets_one_and_a_full_build(spark: 
 
 
 def test_features_job_folds_the_rollup_like_the_reference(spark: SparkSession, config: Config) -> None:
-    from churn_spark.snapshots import run_features
-
     store_events(spark, config, U1, USERS)
     run_features(spark, config, [T], from_events=True)
     reference = tables.read_table(spark, config, "user_features").where(F.col("snapshot_date") == T).collect()

@@ -2,8 +2,9 @@
 
 Every family module exposes ``features(ctx) -> list[Feature]`` (the same signature for all).
 A feature's value is a Spark aggregate over the user's events paired with snapshot T (see
-``churn_spark.labels.snapshot_rows``), built lazily, so that the catalogue can be listed
-(README table, schema check) without a Spark session.
+``churn_spark.labels.snapshot_rows``) or, from the same declaration, over their ``user_daily``
+partials (``Context.daily``); built lazily, so that the catalogue can be listed (README table,
+schema check) without a Spark session.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 
 from churn_spark.features.partials import PARTIALS, day_start_column
 from churn_spark.labels import days_before_t
+
 
 @dataclass(frozen=True)
 class Feature:
