@@ -82,6 +82,8 @@ AZURE = ["adlfs>=2023.4"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.2",
+    # The suite runs on every core (pytest.ini: -n auto): one Spark session per worker process.
+    "pytest-xdist>=3.5",
     "duckdb>=1.0",
     "ruff>=0.15",
     # The object-store tests: an S3-compatible server on loopback, and s3a:// read from Python.

@@ -3,6 +3,7 @@ hand-set model of tests/builders.py registered in MLflow."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -37,6 +38,15 @@ TEST_SETTINGS = [
 ]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pytest.ini): a worker per core, at most one per 4 GiB of memory (each holds a
+    Spark driver of 3g and starts CLI processes of its own), and never more than 4."""
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, psutil.virtual_memory().total // 2**32, 4))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _repository_root() -> None:
     """Run from the repository root, as the README does (conf/ is found there)."""
@@ -49,7 +59,11 @@ def spark(_repository_root: None, tmp_path_factory: pytest.TempPathFactory) -> I
     settings = [*TEST_SETTINGS, f"spark.settings.spark.sql.warehouse.dir={warehouse}",
                 # s3a:// for the object-store tests, which read back what their jobs wrote there.
                 f"spark.settings.spark.jars.packages={hadoop_aws_package()}"]
-    session = get_spark(load_config(ROOT / "conf" / "local.yaml", settings).spark)
+    # Workers start their sessions one at a time: the first resolves Delta's and hadoop-aws's
+    # jars into the shared Ivy cache, the others find them there (no two writers of the cache).
+    with open(tmp_path_factory.getbasetemp().parent / "spark-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        session = get_spark(load_config(ROOT / "conf" / "local.yaml", settings).spark)
     yield session
     session.stop()
 
