@@ -35,6 +35,10 @@ TEST_SETTINGS = [
     "spark.settings.spark.ui.showConsoleProgress=false",
     "spark.settings.spark.databricks.delta.snapshotPartitions=1",
     "spark.settings.spark.driver.memory=3g",
+    # Adaptive execution re-plans each shuffle stage as a job of its own: on the suite's few rows
+    # that is only overhead (about a fifth of a feature or scoring test). The jobs' results do not
+    # depend on it; conf/local.yaml and conf/cluster.yaml keep it on.
+    "spark.settings.spark.sql.adaptive.enabled=false",
 ]
 
 

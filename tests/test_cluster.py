@@ -166,6 +166,9 @@ def cluster(tmp_path):
 def test_holds_the_cluster(cluster):
     Path(os.environ["READY"]).write_text(cluster.marker)
     if os.environ["END"] == "error":
+        seen, deadline = Path(os.environ["SEEN"]), time.monotonic() + 300
+        while not seen.exists() and time.monotonic() < deadline:  # the outer test has seen the JVMs
+            time.sleep(0.2)
         raise RuntimeError("this test errors")
     time.sleep(600)
 """
@@ -182,7 +185,7 @@ def test_an_interrupted_or_failing_run_leaves_no_cluster_jvm(end: str, tmp_path:
     (tmp_path / "test_holder.py").write_text(_HOLDER)
     ready = tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CLUSTER_SCRIPT": str(ROOT / "scripts" / "standalone_cluster.py"),
-           "READY": str(ready), "END": end}
+           "READY": str(ready), "SEEN": str(tmp_path / "seen"), "END": end}
     holder = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_holder.py"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -194,6 +197,7 @@ def test_an_interrupted_or_failing_run_leaves_no_cluster_jvm(end: str, tmp_path:
         running = _jvms(marker)
         assert sum("deploy.master.Master" in line for line in running) == 1, running
         assert sum("deploy.worker.Worker" in line for line in running) == 1, running
+        (tmp_path / "seen").write_text("")  # the "error" holder fails only now, not before the JVMs are seen
         if end != "error":
             holder.send_signal(getattr(signal, end))
         output = holder.communicate(timeout=120)[0]
