@@ -118,7 +118,10 @@ def ingest(
         valid = {name: _count_reasons(frame, reports[name], mapping.name)
                  for name, frame in validated.items()}
         for name, frame in validated.items():
-            _quarantine(spark, config, frame, name, batch)
+            if reports[name].quarantined:
+                _quarantine(spark, config, frame, name, batch)
+            else:  # a clean batch: no MERGE (a few Spark jobs) to insert nothing
+                tables.ensure_table(spark, config, "quarantine")
         _write_events(spark, config, validated["events"], batch, reports["events"], valid["events"])
         _write_first_events(spark, config, validated["events"])
         if "users" in validated:
