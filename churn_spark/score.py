@@ -27,9 +27,9 @@ from churn_spark import tables
 from churn_spark.config import Config, FeaturesConfig, LabelsConfig, ScoreConfig
 from churn_spark.errors import InputError
 from churn_spark.explain import ReasonWriter, attributions, top_reasons
-from churn_spark.features import KEYS, catalogue, compute_features
+from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
-from churn_spark.snapshots import read_first_events, read_inputs
+from churn_spark.snapshots import features_at, read_inputs
 from churn_spark.train.bundle import Bundle, probabilities
 from churn_spark.train.preprocess import to_arrays
 
@@ -219,15 +219,14 @@ def _spend(columns: list[str]) -> Column:
 
 
 def _features_at(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[DataFrame, str]:
-    """The stored ``user_features`` partition of ``as_of`` when there is one, else computed."""
+    """The stored ``user_features`` partition of ``as_of`` when there is one, else folded from
+    the ``user_daily`` rollup (brought up to date first)."""
     if tables.table_exists(spark, config, "user_features"):
         stored = tables.read_table(spark, config, "user_features").where(F.col("snapshot_date") == F.lit(as_of))
         if not stored.isEmpty():
             return stored, f"{config.table('user_features')} at {as_of}"
-    events, users = read_inputs(spark, config)
-    _check_window(events, as_of, config.features.history_days)
-    features = compute_features(events, users, [as_of], config.features, read_first_events(spark, config))
-    return features, f"the features computed at {as_of}"
+    _check_window(read_inputs(spark, config)[0], as_of, config.features.history_days)
+    return features_at(spark, config, [as_of]), f"the features computed at {as_of} (from the user_daily rollup)"
 
 
 def _check_window(events: DataFrame, as_of: dt.date, history_days: int) -> None:

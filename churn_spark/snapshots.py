@@ -52,15 +52,21 @@ def run_features(spark: SparkSession, config: Config, snapshot_dates: Sequence[d
     incremental ``run_rollup``); ``from_events`` computes them from the raw events instead, the
     reference path the rollup is tested against.
     """
+    frame = features_at(spark, config, snapshot_dates, from_events)
+    check_schema(frame, config.features)
+    return tables.replace_dates(frame, config, "user_features", snapshot_dates)
+
+
+def features_at(spark: SparkSession, config: Config, snapshot_dates: Sequence[dt.date],
+                from_events: bool = False) -> DataFrame:
+    """The ``user_features`` rows of the dates, folded from the rollup (brought up to date
+    first), or with ``from_events`` aggregated from the raw events; nothing is written."""
     events, users = read_inputs(spark, config)
     first_events = read_first_events(spark, config)
     if from_events:
-        frame = compute_features(events, users, snapshot_dates, config.features, first_events)
-    else:
-        frame = features_from_daily(read_daily(spark, config), users, snapshot_dates, config.features,
-                                    _first_events(events, first_events))
-    check_schema(frame, config.features)
-    return tables.replace_dates(frame, config, "user_features", snapshot_dates)
+        return compute_features(events, users, snapshot_dates, config.features, first_events)
+    return features_from_daily(read_daily(spark, config), users, snapshot_dates, config.features,
+                               _first_events(events, first_events))
 
 
 def read_daily(spark: SparkSession, config: Config) -> DataFrame:
