@@ -45,10 +45,9 @@ TEST_SETTINGS = [
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pytest.ini): a worker per core, at most one per 4 GiB of memory (each holds a
     Spark driver of 3g and starts CLI processes of its own), and never more than 4."""
-    import psutil
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, psutil.virtual_memory().total // 2**32, 4))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no psutil on the newest line
+    return max(1, min(cores, memory // 2**32, 4))
 
 
 @pytest.fixture(scope="session", autouse=True)
