@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="format of --events (default: the mapping's, else from the file names)")
     ing.add_argument("--users-format", choices=("parquet", "jsonl", "csv"),
                      help="format of --users (default: the mapping's, else from the file names, else --format)")
+    ing.add_argument("--reingest", action="store_true",
+                     help="read every file again, also those ingest_log records as ingested")
     mapping = ing.add_mutually_exclusive_group()
     mapping.add_argument("--source", default="contract", metavar="NAME",
                          help="the name of a mapping in conf/sources/ (default: contract); never a path")
@@ -213,7 +215,8 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
 
         assert prepared is not None
         mapping, events_fmt, users_fmt = prepared
-        for report in ingest(spark, config, args.events, args.users, events_fmt, mapping, users_fmt):
+        for report in ingest(spark, config, args.events, args.users, events_fmt, mapping, users_fmt,
+                             reingest=args.reingest):
             print(report.summary())
     elif args.command == "rollup":
         from churn_spark.rollup import run_rollup

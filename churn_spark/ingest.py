@@ -6,7 +6,15 @@ write. The writes are Delta MERGEs keyed so that running the same batch again, o
 after a crash part-way, leaves the same tables: events by ``event_id`` (insert only),
 users by ``user_id`` (updated only when the profile changed), quarantine by a hash of the
 record, ``first_events`` by ``user_id`` (the earliest event time kept). Each run appends its
-counts to ``ingest_log``.
+counts to ``ingest_log``, with the files it read.
+
+A landing file already ingested from the same source (the same URI, size and checksum in
+``ingest_log``) is skipped before it is parsed, so re-running an ingest over a folder that
+has gained a day of files reads that day only, and over an unchanged folder reads nothing.
+The batch is then the new files: as if they had been delivered on their own. Where the
+profile files are new but every event file was ingested before, the event files are read
+again (their events are stored already; their rows give the profiles their event values).
+``reingest=True`` reads every file, as the first time.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from churn_spark.contract import (
 )
 from churn_spark.errors import InputError
 from churn_spark.features.recency import first_event_times
-from churn_spark.landing import infer_format, inspect_files, jsonl_columns, read_landing
+from churn_spark.landing import LandedFile, infer_format, inspect_files, jsonl_columns, landed_files, read_landing
 from churn_spark.mapping import map_events, map_users, name_columns, reader_options
 from churn_spark.sources import (
     CONTRACT, ReadOptions, SourceMapping, check_mapping, event_format, load_source, users_format,
@@ -49,13 +57,16 @@ class DatasetReport:
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     extra_columns: list[str] = field(default_factory=list)
+    files: list[LandedFile] = field(default_factory=list)  # read by this batch
+    files_skipped: int = 0  # ingested before, not read
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantined_by_reason.items()))
         extra = f"; extra columns ignored: {', '.join(self.extra_columns)}" if self.extra_columns else ""
+        skipped = f"; {self.files_skipped} file(s) ingested before, skipped" if self.files_skipped else ""
         return (f"{self.dataset}: read {self.rows_read}, written {self.rows_written}, "
                 f"duplicates skipped {self.duplicates_skipped}, quarantined {self.quarantined}"
-                f"{f' ({reasons})' if reasons else ''}{extra}")
+                f"{f' ({reasons})' if reasons else ''}{extra}{skipped}")
 
 
 def ingest(
@@ -66,6 +77,7 @@ def ingest(
     fmt: str | None = None,
     source: str | SourceMapping = CONTRACT,
     users_fmt: str | None = None,
+    reingest: bool = False,
 ) -> list[DatasetReport]:
     """Ingest one batch of landing files into the lakehouse.
 
@@ -85,6 +97,8 @@ def ingest(
         ``users`` section is evaluated over ``users_path`` when one is given, else over the
         event rows; its ``event_users`` section over the event rows, the profile file's
         values taking precedence column by column.
+    reingest
+        Read every landing file, also those ``ingest_log`` records as ingested already.
 
     Returns
     -------
@@ -100,10 +114,21 @@ def ingest(
     check_mapping(mapping, f"source {mapping.name}")  # also a mapping built in code, not loaded from a file
     events_fmt, profiles_fmt = input_formats(mapping, events_path, users_path, fmt, users_fmt, config)
     batch = _Batch(str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc), mapping.name)
+    events_files, users_files = _new_files(spark, config, mapping.name, events_path, users_path, reingest)
+    events_files.format = events_fmt
+    if users_files is not None:
+        users_files.format = profiles_fmt or ""
+    if not events_files.files and not (users_files and users_files.files):
+        # Nothing new: no file is parsed and no table but the log is written.
+        reports = [r for r in (events_files, users_files) if r is not None]
+        tables.append(_log_frame(spark, reports, batch), config, "ingest_log")
+        return reports
+    if not events_files.files:  # new profiles only: their event rows are read again
+        events_files.files, events_files.files_skipped = landed_files(spark, events_path), 0
 
-    events_landed, events_report = _land(spark, events_path, events_fmt, "events", mapping.read)
+    events_landed, events_report = _land(spark, events_files, events_fmt, mapping.read)
     events_text = _to_contract(events_landed, mapping, events_report)
-    users_text, users_report = _profiles(spark, mapping, events_landed, events_report, users_path, profiles_fmt)
+    users_text, users_report = _profiles(spark, mapping, events_landed, events_report, users_files, profiles_fmt)
 
     validated = {"events": validate_events(events_text, batch.time, config.ingest,
                                            mapping.timestamp_format)}
@@ -111,6 +136,8 @@ def ingest(
     if users_text is not None and users_report is not None:
         validated["users"] = validate_users(users_text, config.ingest, mapping.timestamp_format)
         reports["users"] = users_report
+    elif users_files is not None:  # every profile file ingested before
+        reports["users"] = users_files
     for frame in validated.values():
         frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -170,22 +197,47 @@ class _Batch:
     source: str
 
 
+def _new_files(
+    spark: SparkSession, config: Config, source: str, events_path: str, users_path: str | None,
+    reingest: bool,
+) -> tuple[DatasetReport, DatasetReport | None]:
+    """A report per input holding the files this batch reads: those not ingested before from
+    ``source`` (all of them with ``reingest``), and the count of those skipped."""
+    tables.add_columns(spark, config, "ingest_log", ("files", "files_skipped"))
+    seen: set[tuple[str, str, int, str]] = set()
+    if not reingest and tables.table_exists(spark, config, "ingest_log"):
+        logged = tables.read_table(spark, config, "ingest_log").where(F.col("source") == source)
+        seen = {(r["dataset"], r["file"]["path"], r["file"]["size"], r["file"]["checksum"])
+                for r in logged.select("dataset", F.explode("files").alias("file")).collect()}
+    reports = []
+    for dataset, path in (("events", events_path), ("users", users_path)):
+        if path is None:
+            reports.append(None)
+            continue
+        listed = landed_files(spark, path)
+        new = [f for f in listed if (dataset, f.path, f.size, f.checksum) not in seen]
+        reports.append(DatasetReport(dataset, path, files=new, files_skipped=len(listed) - len(new)))
+    return reports[0], reports[1]
+
+
 def _land(
-    spark: SparkSession, path: str, fmt: str, dataset: str, read: ReadOptions | None = None
+    spark: SparkSession, report: DatasetReport, fmt: str, read: ReadOptions | None = None
 ) -> tuple[DataFrame, DatasetReport]:
-    """Read and check one dataset's files; every column is kept, as landed."""
-    landed = read_landing(spark, path, fmt, reader_options(read) if fmt == "csv" else None)
+    """Read and check the files of ``report``; every column is kept, as landed."""
+    report.format = fmt
+    files = [f.path for f in report.files]
+    landed = read_landing(spark, files, fmt, reader_options(read) if fmt == "csv" else None)
     if fmt == "csv":
         landed = name_columns(landed, read)
-    columns = inspect_files(landed, path, fmt)
+    columns = inspect_files(landed, report.path, fmt)
     if fmt == "jsonl":
         landed = jsonl_columns(landed, list(columns))
-    return landed, DatasetReport(dataset, path, fmt)
+    return landed, report
 
 
 def _profiles(
     spark: SparkSession, mapping: SourceMapping, events_landed: DataFrame, events: DatasetReport,
-    users_path: str | None, fmt: str | None,
+    users_files: DatasetReport | None, fmt: str | None,
 ) -> tuple[DataFrame | None, DatasetReport | None]:
     """User profiles as contract text: from the profile file, the event rows, or both.
 
@@ -193,16 +245,17 @@ def _profiles(
     ``_one_profile`` keeps, per user and column, the value of the lowest that has one.
     """
     frames, report = [], None
-    if users_path is not None and fmt is not None:
+    if users_files is not None and users_files.files and fmt is not None:
         read = mapping.users.read if mapping.users is not None else None
-        landed, report = _land(spark, users_path, fmt, "users", read)
+        landed, report = _land(spark, users_files, fmt, read)
         frames.append(_to_contract(landed, mapping, report).withColumn(_PRIORITY, F.lit(0)))
     from_events = mapping.event_users
-    if from_events is None and users_path is None:
+    if from_events is None and users_files is None:
         from_events = mapping.users  # a foreign source carrying profiles on its event rows
     if from_events is not None:
         frames.append(map_users(events_landed, from_events, mapping.name).withColumn(_PRIORITY, F.lit(1)))
-        report = report or DatasetReport("users", events.path, events.format)
+        report = report or users_files or DatasetReport("users", events.path, events.format)
+        report.format = report.format or events.format
     if not frames or report is None:
         return None, None
     profiles = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
@@ -337,7 +390,8 @@ def _one_profile(users: DataFrame) -> DataFrame:
 def _log_frame(spark: SparkSession, reports: list[DatasetReport], batch: _Batch) -> DataFrame:
     rows = [
         (batch.id, batch.time, r.dataset, batch.source, r.path, r.format, r.rows_read, r.rows_written,
-         r.duplicates_skipped, r.quarantined, r.quarantined_by_reason, r.extra_columns)
+         r.duplicates_skipped, r.quarantined, r.quarantined_by_reason, r.extra_columns,
+         [(f.path, f.size, f.checksum) for f in r.files], r.files_skipped)
         for r in reports
     ]
     return spark.createDataFrame(rows, tables.SPECS["ingest_log"].schema)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
@@ -58,7 +60,49 @@ def infer_format(path: str, config: Config | None = None) -> str:
     raise InputError(f"{path}: cannot tell the format from the file names; pass --format parquet|jsonl|csv")
 
 
-def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, str] | None = None) -> DataFrame:
+@dataclass(frozen=True, order=True)
+class LandedFile:
+    """One landing file as ``ingest_log`` records it: its URI, size in bytes and checksum."""
+
+    path: str
+    size: int
+    checksum: str
+
+
+# Files up to this size are fingerprinted by their content's SHA-256 (Spark reads a file's
+# content into one value, at most 2 GiB); a larger one by its modification time.
+HASHED_BYTES_MAX = 1 << 30
+
+
+def landed_files(spark: SparkSession, path: str) -> list[LandedFile]:
+    """The files under ``path`` that the landing readers read, each with its size and checksum.
+
+    Listed and hashed by Spark's ``binaryFile`` source, so any file system Spark reads works and
+    the content is hashed by the executors, not on the driver; files the readers skip (names
+    starting with ``_`` or ``.``) are skipped here too.
+
+    Raises
+    ------
+    InputError
+        The path does not exist.
+    """
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+    try:
+        listed = reader.load(path).select("path", "length", "modificationTime").collect()
+        # A filter on length is applied before a file's content is read.
+        hashed = dict(reader.load(path).where(F.col("length") <= HASHED_BYTES_MAX)
+                      .select("path", F.sha2("content", 256)).collect())
+    except (AnalysisException, Py4JJavaError, PySparkException) as err:
+        raise _file_error(err, path, "landing") from None
+    return sorted(
+        LandedFile(r["path"], r["length"], hashed.get(r["path"]) or f"modified {r['modificationTime'].isoformat()}")
+        for r in listed
+    )
+
+
+def read_landing(
+    spark: SparkSession, path: str | Sequence[str], fmt: str, options: dict[str, str] | None = None,
+) -> DataFrame:
     """The landing files under ``path``, plus each row's original record and source file.
 
     JSON lines come back parsed into a map (see ``jsonl_columns``); CSV columns are text;
@@ -69,7 +113,7 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
     spark
         The session.
     path
-        A file, a folder (read recursively) or a glob.
+        A file, a folder (read recursively) or a glob; or a list of files.
     fmt
         One of ``FORMATS``.
     options
@@ -83,18 +127,20 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
     """
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    paths = [path] if isinstance(path, str) else list(path)
+    shown = path if isinstance(path, str) else ", ".join(paths)
     reader = spark.read.option("recursiveFileLookup", "true")
     try:
         if fmt == "jsonl":
-            return _read_jsonl(reader, path)
+            return _read_jsonl(reader, paths)
         if fmt == "csv":
             # RFC 4180: a quoted field may hold newlines, CRLF and doubled quotes.
             defaults = reader.options(header="true", inferSchema="false", escape='"', multiLine="true")
-            frame = defaults.options(**(options or {})).csv(path)
+            frame = defaults.options(**(options or {})).csv(paths)
         else:
-            frame = reader.parquet(path)
+            frame = reader.parquet(*paths)
     except (AnalysisException, Py4JJavaError, PySparkException) as err:
-        raise _file_error(err, path, fmt) from None
+        raise _file_error(err, shown, fmt) from None
     originals = frame.columns
     types = [_parquet_types(frame)] if fmt == "parquet" else []
     return frame.select(
@@ -105,13 +151,13 @@ def read_landing(spark: SparkSession, path: str, fmt: str, options: dict[str, st
     )
 
 
-def _read_jsonl(reader: DataFrameReader, path: str) -> DataFrame:
+def _read_jsonl(reader: DataFrameReader, paths: list[str]) -> DataFrame:
     """Each line's text and its values parsed as variants (the JSON types kept).
 
     A line over the variant size limit (16 MiB) is parsed as text only (``_PARSED``): its
     values' types are not known.
     """
-    lines = reader.text(path).select(
+    lines = reader.text(paths).select(
         F.make_valid_utf8("value").alias(RECORD), F.col("_metadata.file_path").alias(SOURCE_FILE))
     parsed = lines.where(F.trim(RECORD) != "").withColumn(_VARIANTS, F.from_json(RECORD, "map<string,variant>"))
     return parsed.withColumn(_PARSED, F.when(F.col(_VARIANTS).isNull(), F.from_json(RECORD, "map<string,string>")))

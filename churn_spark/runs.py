@@ -35,7 +35,7 @@ COMPLETE, INCOMPLETE = "complete", "incomplete"
 
 def record(spark: SparkSession, config: Config, values: dict) -> None:
     """Replace the ``score_runs`` row of ``values["snapshot_date"]`` (one transaction)."""
-    _add_columns(spark, config)
+    tables.add_columns(spark, config, "score_runs", _ADDED)
     schema = tables.SPECS["score_runs"].schema
     row = {**dict.fromkeys(schema.fieldNames()), **values,
            "recorded_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}
@@ -96,16 +96,3 @@ def _why(run: Row | None, scored_at: dt.datetime, previous: dt.date | None,
     if previous is not None and values["previous_scored_at"] != scored[previous]:
         return f"alerts compare with an earlier scoring of {previous} (scored again since)"
     return None
-
-
-def _add_columns(spark: SparkSession, config: Config) -> None:
-    """Give a ``score_runs`` table written before runs recorded their status the new columns."""
-    if not tables.table_exists(spark, config, "score_runs"):
-        return
-    have = set(tables.read_table(spark, config, "score_runs").columns)
-    types = {f.name: f.dataType.simpleString() for f in tables.SPECS["score_runs"].schema.fields}
-    missing = [f"{c} {types[c]}" for c in _ADDED if c not in have]
-    if missing:
-        name = config.table("score_runs")
-        target = name if config.storage.kind == "metastore" else f"delta.`{name}`"
-        spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({', '.join(missing)})")

@@ -50,6 +50,8 @@ class TableSpec:
 
 _TEXT_LIST = ArrayType(StringType())
 _COUNTS = MapType(StringType(), LongType())
+_FILES = ArrayType(StructType([StructField("path", StringType()), StructField("size", LongType()),
+                               StructField("checksum", StringType())]))
 
 
 def _schema(*columns: tuple[str, str | ArrayType | MapType], base: StructType | None = None) -> StructType:
@@ -94,6 +96,9 @@ SPECS = {
         ("source", "string"), ("path", "string"), ("format", "string"), ("rows_read", "bigint"),
         ("rows_written", "bigint"), ("duplicates_skipped", "bigint"), ("quarantined", "bigint"),
         ("quarantined_by_reason", _COUNTS), ("extra_columns", _TEXT_LIST),
+        # Added later (add_columns gives them to an older table): the files read, and the
+        # count of those skipped as already ingested.
+        ("files", _FILES), ("files_skipped", "bigint"),
     )),
     # user_features and training_set hold the configured feature catalogue: see table_spec.
     "label_stats": TableSpec(_schema(
@@ -217,6 +222,20 @@ def changes(spark: SparkSession, config: Config, name: str, start: int, end: int
     (Delta's change data feed: the table's columns, ``_change_type``, ``_commit_version``)."""
     return _load(spark.read.format("delta").option("readChangeFeed", "true")
                  .option("startingVersion", start).option("endingVersion", end), config, name)
+
+
+def add_columns(spark: SparkSession, config: Config, name: str, added: Sequence[str]) -> None:
+    """Give table ``name``, written before columns ``added`` were in its spec, those columns
+    (null in the rows it holds). No commit where it has them, or does not exist yet."""
+    if not table_exists(spark, config, name):
+        return
+    have = set(read_table(spark, config, name).columns)
+    types = {f.name: f.dataType.simpleString() for f in table_spec(config, name).schema.fields}
+    missing = [f"{c} {types[c]}" for c in added if c not in have]
+    if missing:
+        location = config.table(name)
+        target = location if config.storage.kind == "metastore" else f"delta.`{location}`"
+        spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({', '.join(missing)})")
 
 
 def keep_change_feed(spark: SparkSession, config: Config, name: str) -> None:

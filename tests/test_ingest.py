@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
@@ -54,9 +55,9 @@ def _csv(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def _snapshot(spark: SparkSession, config: Config) -> dict[str, list[Row]]:
-    return {name: sorted(read_table(spark, config, name).collect(), key=str)
-            for name in ("events", "users", "quarantine")}
+def _snapshot(spark: SparkSession, config: Config,
+              names: tuple[str, ...] = ("events", "users", "quarantine")) -> dict[str, list[Row]]:
+    return {name: sorted(read_table(spark, config, name).collect(), key=str) for name in names}
 
 
 def test_jsonl_batch_lands_rows_quarantine_and_log(spark: SparkSession, config: Config, tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     ingest(spark, config, events, users)
     first = _snapshot(spark, config)
 
-    reports = ingest(spark, config, events, users)
+    reports = ingest(spark, config, events, users, reingest=True)  # every file read again
 
     assert _snapshot(spark, config) == first
     assert [(r.rows_written, r.duplicates_skipped, r.quarantined) for r in reports] == [(0, 4, 2), (0, 1, 1)]
@@ -101,6 +102,42 @@ def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     ingest(spark, config, write_jsonl(tmp_path / "in2" / "events.jsonl", [EVENTS[0], later]))
     stored = read_table(spark, config, "events").select("event_id").collect()
     assert sorted(r.event_id for r in stored) == ["e1", "e2", "e4", "e5"]
+
+
+def test_files_ingested_before_are_skipped_before_they_are_parsed(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    """Same URI, size and checksum in ingest_log: not read again. A new file, or a file whose
+    content changed, is read; the log records each file read."""
+    def logged(path: str) -> Row:
+        data = Path(path).read_bytes()
+        return Row(path=f"file:{path}", size=len(data), checksum=hashlib.sha256(data).hexdigest())
+
+    day1 = write_jsonl(tmp_path / "in" / "day1.jsonl", EVENTS[:2])
+    first_day1 = logged(day1)
+    ingest(spark, config, str(tmp_path / "in"))
+    first = _snapshot(spark, config, ("events", "first_events"))
+
+    (again,) = ingest(spark, config, str(tmp_path / "in"))
+    assert (again.rows_read, again.files, again.files_skipped) == (0, [], 1)
+    assert _snapshot(spark, config, ("events", "first_events")) == first
+    assert again.summary().endswith("; 1 file(s) ingested before, skipped")
+
+    day2 = write_jsonl(tmp_path / "in" / "day2.jsonl", EVENTS[2:])
+    (grown,) = ingest(spark, config, str(tmp_path / "in"))
+    assert (grown.rows_read, grown.rows_written, grown.files_skipped) == (2, 1, 1)  # e3 is rejected
+
+    write_jsonl(tmp_path / "in" / "day1.jsonl", [EVENTS[0]])  # corrected: rewritten, smaller
+    (changed,) = ingest(spark, config, str(tmp_path / "in"))
+    assert (changed.rows_read, changed.rows_written, changed.files_skipped) == (1, 0, 1)
+
+    log = read_table(spark, config, "ingest_log").orderBy("batch_time").select("files", "files_skipped").collect()
+    assert [(r.files, r.files_skipped) for r in log] == [
+        ([first_day1], 0),
+        ([], 1),
+        ([logged(day2)], 1),
+        ([logged(day1)], 1),
+    ]
 
 
 def test_changed_profile_updates_the_user(spark: SparkSession, config: Config, tmp_path: Path) -> None:
