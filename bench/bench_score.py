@@ -14,9 +14,11 @@ Measured on the same rows, medians over ``--repeats``:
    this process with all cores to torch: ``Bundle.predict_proba`` (preprocess + forward) and
    ``Scorer.predict`` (the same plus gradient x input reasons as text).
 2. Spark: ``score_users`` (the iterator pandas UDF) over the Delta partition, written to
-   Spark's ``noop`` sink, without and with reasons. Ratios Spark / in-process (goal >= 0.5).
+   Spark's ``noop`` sink, without and with reasons; ``score_probabilities`` (preprocessing in
+   Spark, two array columns into ``mapInArrow``: what the job runs with ``score.reasons: 0``).
+   Ratios Spark / in-process (goal >= 0.5).
    And the transfer alone: a ``mapInPandas`` over the feature columns that returns the ids.
-3. End to end: ``run_scoring`` (read, check, score, tier, write ``churn_scores``) and
+3. End to end: ``run_scoring`` (with reasons) (read, check, score, tier, write ``churn_scores``) and
    ``run_alerts`` (compare with the previous run, write ``alerts``, exports, summary).
 """
 
@@ -37,10 +39,10 @@ from pyspark.sql import functions as F
 from churn_spark import tables
 from churn_spark.alerts import run_alerts
 from churn_spark.config import Config, load_config
-from churn_spark.features import catalogue
+from churn_spark.features import KEYS, catalogue
 from churn_spark.ingest import ingest
 from churn_spark.pipeline import generate_landing
-from churn_spark.score import Scorer, run_scoring, score_users
+from churn_spark.score import Scorer, run_scoring, score_probabilities, score_users
 from churn_spark.snapshots import run_features
 from churn_spark.spark import get_spark
 from churn_spark.train import preprocess
@@ -124,6 +126,8 @@ def main(users: int, repeats: int, base_users: int) -> None:
                      .write.format("noop").mode("overwrite").save(), repeats)
 
     spark_raw, spark_full = spark_scoring(0), spark_scoring(3)
+    arrays = timed(lambda: score_probabilities(features, bundle, [*KEYS])
+                   .write.format("noop").mode("overwrite").save(), repeats)
     transfer = timed(lambda: features.select("user_id", *bundle.features).mapInPandas(_ids, "user_id string")
                      .write.format("noop").mode("overwrite").save(), repeats)
     run_scoring(spark, config, PREVIOUS)  # the previous run the alerts compare with
@@ -135,6 +139,8 @@ def main(users: int, repeats: int, base_users: int) -> None:
     print(f"in-process Scorer.predict (+ 3 reasons)      {full:8.2f} s  {n / full:>12,.0f} rows/s")
     print(f"Spark pandas UDF, probabilities only         {spark_raw:8.2f} s  {n / spark_raw:>12,.0f} rows/s"
           f"  ratio {raw / spark_raw:.2f}")
+    print(f"Spark mapInArrow, two arrays (reasons: 0)    {arrays:8.2f} s  {n / arrays:>12,.0f} rows/s"
+          f"  ratio {raw / arrays:.2f}")
     print(f"Spark pandas UDF, + 3 reasons                {spark_full:8.2f} s  {n / spark_full:>12,.0f} rows/s"
           f"  ratio {full / spark_full:.2f}")
     print(f"Spark transfer only (mapInPandas returning the ids) {transfer:8.2f} s")

@@ -31,7 +31,7 @@ from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import features_at, read_inputs
 from churn_spark.train.bundle import Bundle, probabilities
-from churn_spark.train.preprocess import to_arrays
+from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, to_arrays
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,42 @@ def score_users(features: DataFrame, bundle: Bundle, settings: FeaturesConfig, r
     return predicted.select("*", "_prediction.*").drop("_prediction")
 
 
+def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Column]) -> DataFrame:
+    """The ``keep`` columns of ``features`` and the model's ``churn_probability``: no reasons.
+
+    The preprocessing runs in Spark (``preprocess.input_arrays``), so that two array columns
+    cross to Python instead of one per feature; each Arrow batch's arrays are read as numpy
+    matrices without a copy into pandas, and the network runs once per batch. The
+    probabilities are those of ``Scorer(bundle, reasons=0).predict``.
+    """
+    import pyarrow as pa
+
+    payload, kept = bundle.to_bytes(), features.select(*keep).schema
+    schema = T.StructType([*kept.fields, T.StructField("churn_probability", T.DoubleType())])
+    numeric_width, categories_width = len(bundle.preprocessing.numeric), len(bundle.preprocessing.categorical)
+
+    def matrix(column: pa.ChunkedArray | pa.Array, width: int, dtype: type) -> np.ndarray:
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(values.astype(dtype, copy=False).reshape(len(column), width))
+
+    def _predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        torch.set_num_threads(max(1, context.cpus() if context else 1))
+        network = Bundle.from_bytes(payload).network()
+        for batch in batches:
+            numeric = matrix(batch.column(NUMERIC), numeric_width, np.float32)
+            categories = matrix(batch.column(CATEGORIES), categories_width, np.int64)
+            with torch.no_grad():
+                logits = network(torch.from_numpy(numeric), torch.from_numpy(categories))
+            columns = [batch.column(f.name) for f in kept.fields]
+            yield pa.RecordBatch.from_arrays([*columns, pa.array(probabilities(logits))], names=schema.fieldNames())
+
+    inputs = features.select(*keep, *input_arrays(bundle.preprocessing))
+    return inputs.mapInArrow(_predict, schema)
+
+
 def tier_column(probability: Column, active: Column, high: float, medium: float) -> Column:
     """``lapsed`` outside the model's population; else ``high`` at or above the ``high``
     cut-off, ``medium`` at or above ``medium``, ``low`` below."""
@@ -196,9 +232,7 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
         users = features.count()
         if users == 0:
             raise InputError(f"{where}: no users known at {as_of}; nothing to score")
-        scored = score_users(features, bundle, config.features, config.score.reasons).select(
-            *KEYS, "churn_probability", in_population(config.labels).alias("active"), "top_reasons",
-            "reason_features", _spend(features.columns)).persist()
+        scored = _scored(features, bundle, config).persist()
         cuts = _cuts(scored.where("active"), config.score)
         frame = scored.select(
             *KEYS, "churn_probability",
@@ -211,6 +245,18 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
         features.unpersist()
     log.info("scored %d users at %s with model version %s", users, as_of, version)
     return ScoreResult(as_of, version, users, cuts)
+
+
+def _scored(features: DataFrame, bundle: Bundle, config: Config) -> DataFrame:
+    """Keys, probability, whether in the population, reasons and 90-day spend of every user."""
+    facts = [in_population(config.labels).alias("active"), _spend(features.columns)]
+    if config.score.reasons == 0:  # probabilities only: the array path, no pandas
+        nothing = F.array().cast("array<string>")
+        return score_probabilities(features, bundle, [*KEYS, *facts]).select(
+            *KEYS, "churn_probability", "active", nothing.alias("top_reasons"),
+            nothing.alias("reason_features"), "spend_90d")
+    return score_users(features, bundle, config.features, config.score.reasons).select(
+        *KEYS, "churn_probability", facts[0], "top_reasons", "reason_features", facts[1])
 
 
 def _spend(columns: list[str]) -> Column:

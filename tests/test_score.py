@@ -184,6 +184,25 @@ def test_one_user_out_of_range_never_stops_the_scoring_run(spark: SparkSession, 
     assert (got["churn_probability"][1], list(got["top_reasons"][1])) == (1.0, ["membership level: gold"])
 
 
+def test_probabilities_only_cross_as_two_arrays_and_equal_the_plain_function(
+    spark: SparkSession, registered: Config
+) -> None:
+    """``score.reasons: 0``: the preprocessing runs in Spark and two array columns cross into
+    ``mapInArrow``; the probabilities are the plain function's (NaN, -inf and a category never
+    seen in training included), the tiers those of the reasons path, and no reasons."""
+    bad = (float("nan"), 1, 0.2, float("-inf"), 100.0, "platinum")
+    config = registered.model_copy(update={"score": registered.score.model_copy(update={"reasons": 0})})
+    store_features(spark, config, T1, {"a": A, "bad": bad, "c": C, "l": LAPSED})
+    run_scoring(spark, config, T1)
+    got = scores_at(spark, config, T1)
+    expected = Scorer(lr_bundle(), reasons=0).predict(frame([A, bad, C, LAPSED]))
+    assert got["user_id"].tolist() == ["a", "bad", "c", "l"]
+    np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
+    assert got["risk_tier"].tolist() == ["high", "lapsed", "medium", "lapsed"]  # NaN recency: out of population
+    assert [list(r) for r in got["top_reasons"]] == [[], [], [], []]
+    assert got["spend_90d"].tolist() == [100.0, 100.0, 40.0, 0.0]
+
+
 @pytest.mark.slow
 def test_rerunning_a_date_replaces_only_that_partition(spark: SparkSession, registered: Config) -> None:
     store_features(spark, registered, T1, {"a": A, "b": B})

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 UNKNOWN = 0  # index of a category not seen in training
@@ -82,12 +82,39 @@ def fit(train: DataFrame, numeric: list[str], categorical: list[str]) -> Preproc
     )
 
 
+NUMERIC, CATEGORIES = "_numeric", "_categories"  # the columns of ``input_arrays``
+
+
+def input_arrays(prep: Preprocessing) -> tuple[Column, Column]:
+    """The inputs of ``to_arrays`` as two Spark columns, value for value: ``NUMERIC``, an
+    ``array<float>`` of the standardised numerics, and ``CATEGORIES``, an ``array<int>`` of
+    category indices. Two columns cross from the JVM to Python instead of one per feature.
+    """
+    numeric = [_scaled(c, mean, std) for c, (mean, std) in prep.numeric.items()]
+    categories = [_indexed(c, values) for c, values in prep.categorical.items()]
+    numeric_array = F.array(*numeric) if numeric else F.array().cast("array<float>")
+    categories_array = F.array(*categories) if categories else F.array().cast("array<int>")
+    return numeric_array.alias(NUMERIC), categories_array.alias(CATEGORIES)
+
+
 def apply(frame: DataFrame, prep: Preprocessing, keep: tuple[str, ...] = ()) -> DataFrame:
-    """Model inputs: standardised numerics (a constant column becomes 0) and category indices."""
-    scaled = [((F.col(c) - mean) / F.lit(std if std > 0 else 1.0)).cast("float").alias(c)
-              for c, (mean, std) in prep.numeric.items()]
-    indexed = []
-    for c, values in prep.categorical.items():
-        lookup = F.create_map(*[x for i, v in enumerate(values) for x in (F.lit(v), F.lit(i + 1))])
-        indexed.append(F.coalesce(lookup[F.col(c)], F.lit(UNKNOWN)).cast("int").alias(c))
+    """Model inputs, one column per feature, with the values of ``to_arrays``."""
+    scaled = [_scaled(c, mean, std).alias(c) for c, (mean, std) in prep.numeric.items()]
+    indexed = [_indexed(c, values).alias(c) for c, values in prep.categorical.items()]
     return frame.select(*keep, *scaled, *indexed)
+
+
+def _scaled(column: str, mean: float, std: float) -> Column:
+    """Standardised (a constant column becomes 0), missing and NaN read as 0, clipped to
+    +-``Z_LIMIT``: ``to_arrays``'s numerics in Spark."""
+    z = (F.col(column).cast("double") - F.lit(mean)) / F.lit(std if std > 0 else 1.0)
+    finite = F.coalesce(F.nanvl(z, F.lit(0.0)), F.lit(0.0))  # NaN sorts above every number: first
+    return F.greatest(F.least(finite, F.lit(Z_LIMIT)), F.lit(-Z_LIMIT)).cast("float")
+
+
+def _indexed(column: str, values: list[str]) -> Column:
+    """The 1-based index of a category seen in training, ``UNKNOWN`` for any other value."""
+    if not values:
+        return F.lit(UNKNOWN).cast("int")
+    lookup = F.create_map(*[x for i, v in enumerate(values) for x in (F.lit(v), F.lit(i + 1))])
+    return F.coalesce(lookup[F.col(column)], F.lit(UNKNOWN)).cast("int")
