@@ -31,7 +31,7 @@ from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import features_at, read_inputs
 from churn_spark.train.bundle import Bundle, probabilities
-from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, to_arrays
+from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, standardise, to_arrays
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +125,10 @@ def score_users(features: DataFrame, bundle: Bundle, settings: FeaturesConfig, r
 def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Column]) -> DataFrame:
     """The ``keep`` columns of ``features`` and the model's ``churn_probability``: no reasons.
 
-    The preprocessing runs in Spark (``preprocess.input_arrays``), so that two array columns
-    cross to Python instead of one per feature; each Arrow batch's arrays are read as numpy
-    matrices without a copy into pandas, and the network runs once per batch. The
-    probabilities are those of ``Scorer(bundle, reasons=0).predict``.
+    Two array columns (``preprocess.input_arrays``) cross to Python instead of one per
+    feature; each Arrow batch's arrays are read as numpy matrices without going through
+    pandas, standardised, and the network runs once per batch. The probabilities are those
+    of ``Scorer(bundle, reasons=0).predict``.
     """
     import pyarrow as pa
 
@@ -136,19 +136,19 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
     schema = T.StructType([*kept.fields, T.StructField("churn_probability", T.DoubleType())])
     numeric_width, categories_width = len(bundle.preprocessing.numeric), len(bundle.preprocessing.categorical)
 
-    def matrix(column: pa.ChunkedArray | pa.Array, width: int, dtype: type) -> np.ndarray:
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return np.ascontiguousarray(values.astype(dtype, copy=False).reshape(len(column), width))
+    def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
 
     def _predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
         context = TaskContext.get()
         torch.set_num_threads(max(1, context.cpus() if context else 1))
-        network = Bundle.from_bytes(payload).network()
+        loaded = Bundle.from_bytes(payload)
+        network, prep = loaded.network(), loaded.preprocessing
         for batch in batches:
-            numeric = matrix(batch.column(NUMERIC), numeric_width, np.float32)
-            categories = matrix(batch.column(CATEGORIES), categories_width, np.int64)
+            numeric = standardise(matrix(batch.column(NUMERIC), numeric_width), prep)
+            categories = matrix(batch.column(CATEGORIES), categories_width).astype(np.int64)
             with torch.no_grad():
                 logits = network(torch.from_numpy(numeric), torch.from_numpy(categories))
             columns = [batch.column(f.name) for f in kept.fields]

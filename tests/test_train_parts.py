@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from pyspark.sql import Row, SparkSession
@@ -26,8 +27,8 @@ def test_preprocessing_is_fitted_on_training_rows_and_applied_anywhere(spark: Sp
                          [Row("u1", 0.0, 2.0, 2), Row("u2", 1.0, 0.0, preprocess.UNKNOWN)])
 
 
-def test_spark_preprocessing_has_the_values_of_the_pandas_one(spark: SparkSession) -> None:
-    """``apply`` (training) and ``input_arrays`` (scoring) in Spark, ``to_arrays`` in pandas:
+def test_spark_arrays_standardised_have_the_values_of_the_pandas_preprocessing(spark: SparkSession) -> None:
+    """Scoring's ``input_arrays`` (Spark) then ``standardise`` (numpy), and ``to_arrays`` (pandas):
     the same values, missing, NaN and infinite inputs and unseen categories included."""
     prep = preprocess.Preprocessing({"spend": (3.0, 2.0), "flat": (5.0, 0.0)}, {"level": ["basic", "gold"]})
     rows = [("u1", 7.0, 5.0, "gold"), ("u2", float("nan"), None, "platinum"),
@@ -36,11 +37,9 @@ def test_spark_preprocessing_has_the_values_of_the_pandas_one(spark: SparkSessio
     numeric, categories = preprocess.to_arrays(frame.toPandas(), prep)
     assert numeric.tolist() == [[2.0, 0.0], [0.0, 0.0], [-preprocess.Z_LIMIT, preprocess.Z_LIMIT]]
     assert categories.tolist() == [[2], [preprocess.UNKNOWN], [preprocess.UNKNOWN]]
-    applied = preprocess.apply(frame, prep, keep=("user_id",)).orderBy("user_id").collect()
-    assert [[r.spend, r.flat] for r in applied] == numeric.tolist()
-    assert [[r.level] for r in applied] == categories.tolist()
     arrays = frame.select("user_id", *preprocess.input_arrays(prep)).orderBy("user_id").collect()
-    assert [r[preprocess.NUMERIC] for r in arrays] == numeric.tolist()
+    raw = np.array([[np.nan if v is None else v for v in r[preprocess.NUMERIC]] for r in arrays])
+    assert preprocess.standardise(raw, prep).tolist() == numeric.tolist()
     assert [r[preprocess.CATEGORIES] for r in arrays] == categories.tolist()
 
 

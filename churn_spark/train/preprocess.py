@@ -41,20 +41,26 @@ class Preprocessing:
 
 
 def to_arrays(frame: pd.DataFrame, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation).
+    """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation)."""
+    numeric = standardise(np.column_stack([frame[c].astype("float64").to_numpy() for c in prep.numeric])
+                          if prep.numeric else np.zeros((len(frame), 0)), prep)
+    categories = np.column_stack([
+        frame[c].map({v: i + 1 for i, v in enumerate(values)}).fillna(UNKNOWN).to_numpy(np.int64)
+        for c, values in prep.categorical.items()]) if prep.categorical else np.zeros((len(frame), 0), np.int64)
+    return numeric, categories
+
+
+def standardise(values: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Raw numerics (one row per user, one column per ``prep.numeric`` feature, float64) as
+    the model reads them: standardised, as float32.
 
     Standardised values are finite, so that one absurd row cannot turn a batch's logits into
     NaN: a missing value (NaN) reads as the training mean (0), and values are clipped to
     +-``Z_LIMIT`` standard deviations (infinities included), far beyond any real one.
     """
-    numeric = np.column_stack([
-        np.clip(np.nan_to_num(((frame[c].astype("float64") - mean) / (std if std > 0 else 1.0)).to_numpy(),
-                              nan=0.0), -Z_LIMIT, Z_LIMIT).astype(np.float32)
-        for c, (mean, std) in prep.numeric.items()]) if prep.numeric else np.zeros((len(frame), 0), np.float32)
-    categories = np.column_stack([
-        frame[c].map({v: i + 1 for i, v in enumerate(values)}).fillna(UNKNOWN).to_numpy(np.int64)
-        for c, values in prep.categorical.items()]) if prep.categorical else np.zeros((len(frame), 0), np.int64)
-    return numeric, categories
+    means = np.array([mean for mean, _ in prep.numeric.values()], dtype=np.float64)
+    stds = np.array([std if std > 0 else 1.0 for _, std in prep.numeric.values()], dtype=np.float64)
+    return np.clip(np.nan_to_num((values - means) / stds, nan=0.0), -Z_LIMIT, Z_LIMIT).astype(np.float32)
 
 
 def fit(train: DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessing:
@@ -86,30 +92,26 @@ NUMERIC, CATEGORIES = "_numeric", "_categories"  # the columns of ``input_arrays
 
 
 def input_arrays(prep: Preprocessing) -> tuple[Column, Column]:
-    """The inputs of ``to_arrays`` as two Spark columns, value for value: ``NUMERIC``, an
-    ``array<float>`` of the standardised numerics, and ``CATEGORIES``, an ``array<int>`` of
+    """The inputs of ``to_arrays`` as two Spark columns: ``NUMERIC``, an ``array<double>`` of the
+    raw numerics (``standardise`` them in Python), and ``CATEGORIES``, an ``array<int>`` of
     category indices. Two columns cross from the JVM to Python instead of one per feature.
+
+    The numerics travel raw because standardising 80 columns in Spark costs more than the
+    transfer it saves (``bench/RESULTS.md``, Scoring), while numpy does it in one vectorised step.
     """
-    numeric = [_scaled(c, mean, std) for c, (mean, std) in prep.numeric.items()]
+    numeric = [F.col(c).cast("double") for c in prep.numeric]
     categories = [_indexed(c, values) for c, values in prep.categorical.items()]
-    numeric_array = F.array(*numeric) if numeric else F.array().cast("array<float>")
+    numeric_array = F.array(*numeric) if numeric else F.array().cast("array<double>")
     categories_array = F.array(*categories) if categories else F.array().cast("array<int>")
     return numeric_array.alias(NUMERIC), categories_array.alias(CATEGORIES)
 
 
 def apply(frame: DataFrame, prep: Preprocessing, keep: tuple[str, ...] = ()) -> DataFrame:
-    """Model inputs, one column per feature, with the values of ``to_arrays``."""
-    scaled = [_scaled(c, mean, std).alias(c) for c, (mean, std) in prep.numeric.items()]
+    """Model inputs: standardised numerics (a constant column becomes 0) and category indices."""
+    scaled = [((F.col(c) - mean) / F.lit(std if std > 0 else 1.0)).cast("float").alias(c)
+              for c, (mean, std) in prep.numeric.items()]
     indexed = [_indexed(c, values).alias(c) for c, values in prep.categorical.items()]
     return frame.select(*keep, *scaled, *indexed)
-
-
-def _scaled(column: str, mean: float, std: float) -> Column:
-    """Standardised (a constant column becomes 0), missing and NaN read as 0, clipped to
-    +-``Z_LIMIT``: ``to_arrays``'s numerics in Spark."""
-    z = (F.col(column).cast("double") - F.lit(mean)) / F.lit(std if std > 0 else 1.0)
-    finite = F.coalesce(F.nanvl(z, F.lit(0.0)), F.lit(0.0))  # NaN sorts above every number: first
-    return F.greatest(F.least(finite, F.lit(Z_LIMIT)), F.lit(-Z_LIMIT)).cast("float")
 
 
 def _indexed(column: str, values: list[str]) -> Column:
