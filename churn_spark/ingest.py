@@ -126,7 +126,7 @@ def ingest(
     if not events_files.files:  # new profiles only: their event rows are read again
         events_files.files, events_files.files_skipped = landed_files(spark, events_path), 0
 
-    events_landed, events_report = _land(spark, events_files, events_fmt, mapping.read)
+    events_landed, events_report = _land(spark, events_files, mapping.read), events_files
     events_text = _to_contract(events_landed, mapping, events_report)
     users_text, users_report = _profiles(spark, mapping, events_landed, events_report, users_files, profiles_fmt)
 
@@ -220,11 +220,9 @@ def _new_files(
     return reports[0], reports[1]
 
 
-def _land(
-    spark: SparkSession, report: DatasetReport, fmt: str, read: ReadOptions | None = None
-) -> tuple[DataFrame, DatasetReport]:
-    """Read and check the files of ``report``; every column is kept, as landed."""
-    report.format = fmt
+def _land(spark: SparkSession, report: DatasetReport, read: ReadOptions | None = None) -> DataFrame:
+    """Read and check the files of ``report`` (in its format); every column is kept, as landed."""
+    fmt = report.format
     files = [f.path for f in report.files]
     landed = read_landing(spark, files, fmt, reader_options(read) if fmt == "csv" else None)
     if fmt == "csv":
@@ -232,7 +230,7 @@ def _land(
     columns = inspect_files(landed, report.path, fmt)
     if fmt == "jsonl":
         landed = jsonl_columns(landed, list(columns))
-    return landed, report
+    return landed
 
 
 def _profiles(
@@ -247,7 +245,7 @@ def _profiles(
     frames, report = [], None
     if users_files is not None and users_files.files and fmt is not None:
         read = mapping.users.read if mapping.users is not None else None
-        landed, report = _land(spark, users_files, fmt, read)
+        landed, report = _land(spark, users_files, read), users_files
         frames.append(_to_contract(landed, mapping, report).withColumn(_PRIORITY, F.lit(0)))
     from_events = mapping.event_users
     if from_events is None and users_files is None:
