@@ -86,6 +86,7 @@ def test_jsonl_batch_lands_rows_quarantine_and_log(spark: SparkSession, config: 
     ])
 
 
+@pytest.mark.slow
 def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     spark: SparkSession, config: Config, tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ def test_rerun_changes_nothing_and_redelivered_events_are_stored_once(
     assert sorted(r.event_id for r in stored) == ["e1", "e2", "e4", "e5"]
 
 
+@pytest.mark.slow
 def test_files_ingested_before_are_skipped_before_they_are_parsed(
     spark: SparkSession, config: Config, tmp_path: Path
 ) -> None:
@@ -320,6 +322,7 @@ def test_relative_lakehouse_is_resolved_from_the_working_folder(
     assert sorted(r.event_id for r in read_table(spark, relative, "events").collect()) == ["e1", "e2"]
 
 
+@pytest.mark.slow
 def test_first_events_keep_each_users_first_event_ever(spark: SparkSession, config: Config, tmp_path: Path) -> None:
     """A MERGE taking the minimum per user: an earlier event moves it, a later one does not, a
     re-run changes nothing; a lakehouse without the table gets it built from all its events."""

@@ -22,6 +22,7 @@ def _partition(spark: SparkSession, config: Config, day: dt.date) -> list:
     return sorted(read_table(spark, config, "user_features").where(F.col("snapshot_date") == day).collect())
 
 
+@pytest.mark.slow
 def test_rerunning_a_date_replaces_exactly_its_partition(spark: SparkSession, config: Config) -> None:
     store_events(spark, config, U1, USERS)
     assert run_features(spark, config, [T, T2]) == 4  # T: u1, u2; T2: u1, u2

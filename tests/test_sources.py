@@ -215,6 +215,7 @@ def _sha(*fields: str) -> str:
     return hashlib.sha256("|".join(fields).encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_purchase_log_ids_are_stable_across_runs_and_file_splits(
     spark: SparkSession, config: Config, tmp_path: Path
 ) -> None:

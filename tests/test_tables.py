@@ -178,6 +178,7 @@ def _unshare_mounts() -> bool:
 
 
 @pytest.mark.skipif(not _unshare_mounts(), reason="needs unshare -m and mount (a private mount namespace)")
+@pytest.mark.slow
 def test_a_read_only_and_a_full_lakehouse_are_one_line_each(tmp_path: Path) -> None:
     readonly, full = tmp_path / "readonly", tmp_path / "full"
     readonly.mkdir()
