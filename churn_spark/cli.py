@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", parents=[common], help="the manager's HTML report of a scoring run")
     report.add_argument("--as-of", type=dt.date.fromisoformat, metavar="DATE", help="default: the latest run")
 
+    stream = commands.add_parser("stream", parents=[common],
+                                 help="real-time warnings: new events re-score their users (Structured Streaming)")
+    stream.add_argument("--trigger", metavar="WHEN",
+                        help="available-now (a scheduled run: what is new, then stop) or an interval such as "
+                             "10s (a continuous run); default stream.trigger")
+    stream.add_argument("--landing", metavar="PATH",
+                        help="also watch this folder for new event files and ingest them as churn-spark ingest does")
+    stream.add_argument("--format", choices=("parquet", "jsonl", "csv"), help="format of the --landing files")
+    stream.add_argument("--source", default="contract", metavar="NAME", help="the mapping of the --landing files")
+    stream.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop a continuous run after this many seconds (default: run until stopped)")
+
     commands.add_parser("run-all", parents=[common], help="the whole pipeline on the embedded default")
     return parser
 
@@ -263,6 +275,11 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
         from churn_spark.report import write_manager_report
 
         print(f"manager's report: {write_manager_report(spark, config, args.as_of)}")
+    elif args.command == "stream":
+        from churn_spark.stream import run_stream
+
+        run = run_stream(spark, config, args.trigger, args.landing, args.format, args.source, args.timeout)
+        print("\n".join(run.lines()))
     elif args.command == "run-all":
         from churn_spark.pipeline import run_all
 

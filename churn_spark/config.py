@@ -32,6 +32,7 @@ TABLES = (
     "churn_scores",
     "alerts",
     "score_runs",
+    "warnings",
 )
 
 
@@ -192,6 +193,30 @@ class AlertsConfig(_Section):
     salt_env: str = "CHURN_EXPORT_SALT"
 
 
+class StreamConfig(_Section):
+    """The real-time warnings query (``churn-spark stream``).
+
+    ``clock: wall`` takes "now" from the machine's UTC clock; ``clock: events`` from the newest
+    event in the events table (a replay of historical events, a demo, a test). The features are
+    those at the end of the clock's day: every event of the day so far is in them.
+    """
+
+    trigger: str = "10s"  # "available-now", or a processing-time interval: "10s", "1 minute"
+    clock: Literal["wall", "events"] = "wall"
+    probability_rise: float = Field(0.2, gt=0, le=1)  # within the day, over the day's batch score
+    silent_days: int = Field(14, ge=1)  # a high-value user with no event for this many days
+    high_value_quantile: float = Field(0.8, ge=0, lt=1)  # of spend_90d in the day's batch scores
+    max_files_per_trigger: int = Field(1000, ge=1)  # landing files (or Delta files) per micro-batch
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger_known(cls, trigger: str) -> str:
+        from churn_spark.stream import parse_trigger
+
+        parse_trigger(trigger)
+        return trigger
+
+
 class MlflowConfig(_Section):
     """Where runs and models are tracked."""
 
@@ -214,6 +239,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     score: ScoreConfig = ScoreConfig()
     alerts: AlertsConfig = AlertsConfig()
+    stream: StreamConfig = StreamConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")

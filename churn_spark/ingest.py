@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
@@ -72,7 +73,7 @@ class DatasetReport:
 def ingest(
     spark: SparkSession,
     config: Config,
-    events_path: str,
+    events_path: str | Sequence[str],
     users_path: str | None = None,
     fmt: str | None = None,
     source: str | SourceMapping = CONTRACT,
@@ -88,7 +89,8 @@ def ingest(
     config
         Where the tables are, and the contract's policy settings.
     events_path, users_path
-        Landing files of events and (optionally) user profiles: a file, folder or glob.
+        Landing files of events and (optionally) user profiles: a file, folder or glob (events:
+        also a list of files, as the landing stream passes them).
     fmt, users_fmt
         ``parquet``, ``jsonl`` or ``csv`` of each input; by default from the source mapping,
         else each input's own file names (see :func:`input_formats`).
@@ -161,7 +163,7 @@ def ingest(
 
 
 def input_formats(
-    mapping: SourceMapping, events_path: str, users_path: str | None = None, fmt: str | None = None,
+    mapping: SourceMapping, events_path: str | Sequence[str], users_path: str | None = None, fmt: str | None = None,
     users_fmt: str | None = None, config: Config | None = None,
 ) -> tuple[str, str | None]:
     """The format of each input, each decided on its own (no Spark needed).
@@ -175,7 +177,7 @@ def input_formats(
     InputError
         The events' format cannot be told (the profile file falls back to ``fmt`` first).
     """
-    events = event_format(mapping, fmt) or infer_format(events_path, config)
+    events = event_format(mapping, fmt) or infer_format(events_path if isinstance(events_path, str) else events_path[0], config)
     if users_path is None:
         return events, None
     profiles = users_format(mapping, users_fmt)
@@ -198,7 +200,7 @@ class _Batch:
 
 
 def _new_files(
-    spark: SparkSession, config: Config, source: str, events_path: str, users_path: str | None,
+    spark: SparkSession, config: Config, source: str, events_path: str | Sequence[str], users_path: str | None,
     reingest: bool,
 ) -> tuple[DatasetReport, DatasetReport | None]:
     """A report per input holding the files this batch reads: those not ingested before from
@@ -216,8 +218,13 @@ def _new_files(
             continue
         listed = landed_files(spark, path)
         new = [f for f in listed if (dataset, f.path, f.size, f.checksum) not in seen]
-        reports.append(DatasetReport(dataset, path, files=new, files_skipped=len(listed) - len(new)))
+        reports.append(DatasetReport(dataset, _shown(path), files=new, files_skipped=len(listed) - len(new)))
     return reports[0], reports[1]
+
+
+def _shown(path: str | Sequence[str]) -> str:
+    """A path, or a list of files, as reports and messages name it."""
+    return path if isinstance(path, str) else ", ".join(path)
 
 
 def _land(spark: SparkSession, report: DatasetReport, read: ReadOptions | None = None) -> DataFrame:

@@ -74,8 +74,8 @@ class LandedFile:
 HASHED_BYTES_MAX = 1 << 30
 
 
-def landed_files(spark: SparkSession, path: str) -> list[LandedFile]:
-    """The files under ``path`` that the landing readers read, each with its size and checksum.
+def landed_files(spark: SparkSession, path: str | Sequence[str]) -> list[LandedFile]:
+    """The files under ``path`` (or the list of files) that the landing readers read, each with its size and checksum.
 
     Listed and hashed by Spark's ``binaryFile`` source, so any file system Spark reads works and
     the content is hashed by the executors, not on the driver; files the readers skip (names
@@ -93,7 +93,7 @@ def landed_files(spark: SparkSession, path: str) -> list[LandedFile]:
         hashed = dict(reader.load(path).where(F.col("length") <= HASHED_BYTES_MAX)
                       .select("path", F.sha2("content", 256)).collect())
     except (AnalysisException, Py4JJavaError, PySparkException) as err:
-        raise _file_error(err, path, "landing") from None
+        raise _file_error(err, path if isinstance(path, str) else ", ".join(path), "landing") from None
     return sorted(
         LandedFile(r["path"], r["length"], hashed.get(r["path"]) or f"modified {r['modificationTime'].isoformat()}")
         for r in listed

@@ -232,22 +232,22 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
         users = features.count()
         if users == 0:
             raise InputError(f"{where}: no users known at {as_of}; nothing to score")
-        scored = _scored(features, bundle, config).persist()
-        cuts = _cuts(scored.where("active"), config.score)
-        frame = scored.select(
+        rows = scored(features, bundle, config).persist()
+        cuts = _cuts(rows.where("active"), config.score)
+        frame = rows.select(
             *KEYS, "churn_probability",
             tier_column(F.col("churn_probability"), F.col("active"), cuts["high"], cuts["medium"]).alias("risk_tier"),
             "top_reasons", "reason_features", "spend_90d", F.lit(version).alias("model_version"),
             F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp").alias("scored_at"))
         tables.replace_dates(frame, config, "churn_scores", [as_of])
-        scored.unpersist()
+        rows.unpersist()
     finally:
         features.unpersist()
     log.info("scored %d users at %s with model version %s", users, as_of, version)
     return ScoreResult(as_of, version, users, cuts)
 
 
-def _scored(features: DataFrame, bundle: Bundle, config: Config) -> DataFrame:
+def scored(features: DataFrame, bundle: Bundle, config: Config) -> DataFrame:
     """Keys, probability, whether in the population, reasons and 90-day spend of every user."""
     facts = [in_population(config.labels).alias("active"), _spend(features.columns)]
     if config.score.reasons == 0:  # probabilities only: the array path, no pandas

@@ -118,6 +118,14 @@ SPECS = {
         ("suggested_action", "string"), ("spend_90d", "double"), ("model_version", "string"),
         ("scored_at", "timestamp"),
     ), partition_by=_SNAPSHOT),
+    # Real-time warnings (churn_spark.live): at most one per (user, kind, day), keyed by warning_id.
+    "warnings": TableSpec(_schema(
+        ("warning_id", "string"), ("user_id", "string"), ("day", "date"), ("kind", "string"),
+        ("warned_at", "timestamp"), ("features_at", "date"), ("probability_before", "double"),
+        ("probability_after", "double"), ("risk_tier", "string"), ("top_reasons", _TEXT_LIST),
+        ("reason_features", _TEXT_LIST), ("suggested_action", "string"), ("spend_90d", "double"),
+        ("model_version", "string"),
+    ), partition_by=("day",)),
     # One row per scoring date; the columns after recorded_at were added later (runs.py adds
     # them to an older table).
     "score_runs": TableSpec(_schema(
@@ -212,6 +220,13 @@ def read_table(spark: SparkSession, config: Config, name: str, version: int | No
     return _load(spark.read.format("delta").option("versionAsOf", version), config, name)
 
 
+def read_stream(spark: SparkSession, config: Config, name: str, options: dict[str, str]) -> DataFrame:
+    """Table ``name`` as a streaming source (Delta's source options ``options``)."""
+    reader = spark.readStream.format("delta").options(**options)
+    location = config.table(name)
+    return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
+
+
 def version(spark: SparkSession, config: Config, name: str) -> int:
     """The latest Delta version of table ``name``."""
     return int(delta_table(spark, config, name).history(1).first()["version"])
@@ -295,11 +310,13 @@ def _load(reader: DataFrameReader, config: Config, name: str) -> DataFrame:
     return reader.table(location) if config.storage.kind == "metastore" else reader.load(location)
 
 
-def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key: str,
-          update_when: str | None = None) -> Row:
-    """Insert the rows of ``staged`` whose ``key`` is not in table ``name`` yet and, with
-    ``update_when``, update the stored rows of the same key where that condition holds
-    (``t.`` the stored row, ``s.`` the staged one). Creates the table if needed.
+def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key: str | Sequence[str],
+          update_when: str | None = None, within: str | None = None) -> Row:
+    """Insert the rows of ``staged`` whose ``key`` (a column, or several) is not in table
+    ``name`` yet and, with ``update_when``, update the stored rows of the same key where that
+    condition holds (``t.`` the stored row, ``s.`` the staged one; ``"true"``: always). Creates
+    the table if needed. ``within``, a condition on ``t.``, says where in the table the keys
+    can be (its partitions), so that only those files are read.
 
     Returns
     -------
@@ -310,7 +327,9 @@ def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key
     check_location(config, name, write=True)
 
     def attempt() -> Row:
-        builder = _create(spark, config, name).alias("t").merge(staged.alias("s"), f"t.{key} = s.{key}")
+        keys = [key] if isinstance(key, str) else list(key)
+        on = " AND ".join([f"t.{k} = s.{k}" for k in keys] + ([f"({within})"] if within else []))
+        builder = _create(spark, config, name).alias("t").merge(staged.alias("s"), on)
         if update_when is not None:
             builder = builder.whenMatchedUpdateAll(condition=update_when)
         return builder.whenNotMatchedInsertAll().execute().first()
