@@ -8,6 +8,7 @@ key or a bad value raises :class:`ConfigError` with one line naming it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -193,6 +194,28 @@ class AlertsConfig(_Section):
     salt_env: str = "CHURN_EXPORT_SALT"
 
 
+AVAILABLE_NOW = "available-now"
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(s|sec|second|seconds|m|min|minute|minutes)\s*$")
+
+
+def parse_trigger(text: str) -> dict[str, object]:
+    """``available-now`` or an interval (``10s``, ``1 minute``) as ``DataStreamWriter.trigger``'s
+    keyword arguments.
+
+    Raises
+    ------
+    ConfigError
+        Neither.
+    """
+    if text.strip() == AVAILABLE_NOW:
+        return {"availableNow": True}
+    match = _INTERVAL.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(f"trigger {text!r}: expected {AVAILABLE_NOW} or an interval such as 10s or 1 minute")
+    seconds = int(match.group(1)) * (60 if match.group(2).startswith("m") else 1)
+    return {"processingTime": f"{seconds} seconds"}
+
+
 class StreamConfig(_Section):
     """The real-time warnings query (``churn-spark stream``).
 
@@ -211,9 +234,10 @@ class StreamConfig(_Section):
     @field_validator("trigger")
     @classmethod
     def _trigger_known(cls, trigger: str) -> str:
-        from churn_spark.stream import parse_trigger
-
-        parse_trigger(trigger)
+        try:
+            parse_trigger(trigger)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
         return trigger
 
 

@@ -177,7 +177,8 @@ def input_formats(
     InputError
         The events' format cannot be told (the profile file falls back to ``fmt`` first).
     """
-    events = event_format(mapping, fmt) or infer_format(events_path if isinstance(events_path, str) else events_path[0], config)
+    first = events_path if isinstance(events_path, str) else events_path[0]
+    events = event_format(mapping, fmt) or infer_format(first, config)
     if users_path is None:
         return events, None
     profiles = users_format(mapping, users_fmt)

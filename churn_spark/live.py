@@ -41,7 +41,7 @@ from churn_spark.errors import ChurnSparkError, InputError
 from churn_spark.features import features_from_daily
 from churn_spark.features.recency import first_event_times
 from churn_spark.features.service import FOLLOW_UP_DAYS
-from churn_spark.rollup import daily_rows
+from churn_spark.rollup import daily_rows, run_rollup
 from churn_spark.score import check_compatible, scored, tier_column
 from churn_spark.snapshots import read_first_events, read_inputs
 from churn_spark.train.bundle import Bundle
@@ -186,6 +186,7 @@ class Warner:
     def __init__(self, spark: SparkSession, config: Config, version: str, bundle: Bundle) -> None:
         self.spark, self.config, self.version, self.bundle = spark, config, version, bundle
         self.progress = Progress()
+        self.fresh = False  # the query starts without a checkpoint, from the rollup's events version
         self.error: ChurnSparkError | None = None  # the one-line error a micro-batch stopped on
         self._baseline: Baseline | None = None
 
@@ -228,7 +229,10 @@ class Warner:
             day = now.date()
             baseline = self.baseline(day)
             users = touched.select("user_id").distinct()
-            refresh_daily(self.spark, self.config, users, days)
+            if batch_id == 0 and self.fresh:  # from the rollup's own version: bring the rollup up to date
+                run_rollup(self.spark, self.config)
+            else:
+                refresh_daily(self.spark, self.config, users, days)
             written = self._warn(users, baseline, day, now)
             self.progress.batches += 1
             self.progress.warnings += written

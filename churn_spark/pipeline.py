@@ -18,6 +18,8 @@ from churn_spark.report import write_manager_report
 from churn_spark.rollup import run_rollup
 from churn_spark.score import run_scoring
 from churn_spark.snapshots import run_features, run_labels
+from churn_spark.config import AVAILABLE_NOW
+from churn_spark.stream import run_stream
 from churn_spark.train.job import run_training
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,9 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     """Generate demo landing files, ingest them into Delta, roll them up per user and day,
     features and labels from the rollup, train and evaluate
     the models, score the last two feature snapshots and list the alerts of each (the second
-    run's alerts are the users newly at risk since the first), and write the manager's report.
+    run's alerts are the users newly at risk since the first), write the manager's report, and
+    run the real-time warnings query once (``available-now``: it re-scores the users of the last
+    ingest at the newest event, against the last scoring run).
     """
     demo = config.landing_location("demo")
     fmt = config.generate.format
@@ -102,6 +106,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ("score", _score),
         ("alerts", _alerts),
         ("report", lambda: log.info("manager's report: %s", write_manager_report(spark, config))),
+        ("stream", lambda: log.info("%s", run_stream(spark, config, AVAILABLE_NOW).progress.summary())),
     ]
     results = []
     for number, (name, step) in enumerate(steps, start=1):

@@ -5,8 +5,9 @@ micro-batch of new events to ``live.Warner`` through ``foreachBatch``. On its fi
 checkpoint yet) the ``user_daily`` rollup is brought up to the current events version V and the
 query starts from version V itself (Delta refuses a starting version past the latest one, and
 "latest" would miss a commit landing between the rollup and the start): every event is then in
-``user_daily`` through the rollup, the stream or both, never neither, and the users of commit V
-are re-scored once. Later starts resume from the checkpoint.
+``user_daily`` through the rollup, the stream or both, never neither. The first micro-batch
+(commit V and whatever followed it) brings the rollup up to date instead of merging day by day,
+and its users are re-scored once. Later starts resume from the checkpoint.
 
 With ``landing`` a second query watches a landing folder for new event files and ingests them
 through the batch ``ingest`` (the same contract checks, quarantine with reasons, de-duplication
@@ -21,7 +22,6 @@ merge), recomputes the same ``user_daily`` rows, and merges warnings insert-only
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from pyspark.errors import PySparkException
@@ -29,34 +29,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from churn_spark import storage, tables
-from churn_spark.config import Config
-from churn_spark.errors import ChurnSparkError, ConfigError, InputError
+from churn_spark.config import Config, parse_trigger
+from churn_spark.errors import ChurnSparkError, InputError
 from churn_spark.live import Progress, Warner
 from churn_spark.rollup import run_rollup
 
 log = logging.getLogger(__name__)
-
-AVAILABLE_NOW = "available-now"
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(s|sec|second|seconds|m|min|minute|minutes)\s*$")
-
-
-def parse_trigger(text: str) -> dict[str, object]:
-    """``available-now`` or an interval (``10s``, ``1 minute``) as ``DataStreamWriter.trigger``'s
-    keyword arguments.
-
-    Raises
-    ------
-    ConfigError
-        Neither.
-    """
-    if text.strip() == AVAILABLE_NOW:
-        return {"availableNow": True}
-    match = _INTERVAL.match(text)
-    if match is None or int(match.group(1)) < 1:
-        raise ConfigError(f"trigger {text!r}: expected {AVAILABLE_NOW} or an interval such as 10s or 1 minute")
-    seconds = int(match.group(1)) * (60 if match.group(2).startswith("m") else 1)
-    return {"processingTime": f"{seconds} seconds"}
-
 
 def checkpoint(config: Config, query: str) -> str:
     """The checkpoint location of ``query`` (``warnings`` or ``landing``) under the lakehouse."""
@@ -117,12 +95,16 @@ def start_warnings(spark: SparkSession, config: Config, warner: Warner, how: dic
     """Start the warnings query: new rows of ``events`` into ``warner.process``."""
     location = checkpoint(config, "warnings")
     options = {"skipChangeCommits": "true", "maxFilesPerTrigger": str(config.stream.max_files_per_trigger)}
-    if not storage.exists(storage.join(location, "offsets"), config):
+    warner.fresh = not storage.exists(storage.join(location, "offsets"), config)
+    if warner.fresh:
         options["startingVersion"] = str(run_rollup(spark, config).events_version)
     events = tables.read_stream(spark, config, "events", options)
     warner.clock()  # the clock can be read (events clock: the table has events)
     return (events.writeStream.queryName("churn-spark warnings").foreachBatch(warner.process)
             .option("checkpointLocation", location).trigger(**how).start())
+
+
+_BINARY_FILE = "path string, modificationTime timestamp, length bigint, content binary"  # the source's schema
 
 
 class _Ingester:
@@ -139,7 +121,7 @@ class _Ingester:
         self.error: ChurnSparkError | None = None
 
     def start(self, how: dict[str, object]) -> StreamingQuery:
-        files = (self.spark.readStream.format("binaryFile")
+        files = (self.spark.readStream.format("binaryFile").schema(_BINARY_FILE)
                  .option("maxFilesPerTrigger", str(self.config.stream.max_files_per_trigger))
                  .load(self.landing).select("path"))
         return (files.writeStream.queryName("churn-spark landing").foreachBatch(self.process)

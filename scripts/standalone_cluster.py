@@ -433,6 +433,7 @@ def _steps(landing: str, run: PipelineRun, generate: bool) -> list[tuple[str, li
         ("labels", ["--as-of", ",".join(map(str, run.labelled))], []),
         ("train", [], list(TRAIN_SETTINGS)),
         ("score", ["--as-of", str(run.scored)], []),
+        ("stream", ["--trigger", "available-now"], ["stream.clock=events"]),
     ]
 
 

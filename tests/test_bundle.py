@@ -32,6 +32,8 @@ JOBS: dict[str, dict[str, Any]] = {
 EXPECTED = {
     "daily_scoring": ["ingest", "rollup", "features", "score"],
     "weekly_retrain": ["labels", "train", "promote"],
+    "warnings_continuous": ["stream"],
+    "warnings_scheduled": ["stream"],
 }
 
 
@@ -94,9 +96,13 @@ def test_bundle_builds_the_wheel_and_has_dev_and_prod_targets() -> None:
 
 def test_jobs_run_their_steps_in_order_on_a_utc_schedule() -> None:
     assert {name: task_order(job) for name, job in JOBS.items()} == EXPECTED
-    assert {name: job["schedule"]["quartz_cron_expression"] for name, job in JOBS.items()} == {
-        "daily_scoring": "0 0 3 * * ?", "weekly_retrain": "0 0 6 ? * SUN"}
-    assert {job["schedule"]["timezone_id"] for job in JOBS.values()} == {"UTC"}
+    scheduled = {name: job for name, job in JOBS.items() if "schedule" in job}
+    assert {name: job["schedule"]["quartz_cron_expression"] for name, job in scheduled.items()} == {
+        "daily_scoring": "0 0 3 * * ?", "weekly_retrain": "0 0 6 ? * SUN", "warnings_scheduled": "0 0/15 * * * ?"}
+    assert {job["schedule"]["timezone_id"] for job in scheduled.values()} == {"UTC"}
+    # One of the two warnings jobs is active: both resume the same checkpoint.
+    assert JOBS["warnings_continuous"]["continuous"] == {"pause_status": "UNPAUSED"}
+    assert JOBS["warnings_scheduled"]["schedule"]["pause_status"] == "PAUSED"
     for name, job in JOBS.items():
         clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
         for task in job["tasks"]:
@@ -180,13 +186,14 @@ def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
     schedule = {}
     for entry in ENTRIES:
         minute, hour, day, month, weekday, command = entry.split(maxsplit=5)
-        assert all(re.fullmatch(r"\*|\d+", f) for f in (minute, hour, day, month, weekday)), entry
+        assert all(re.fullmatch(r"\*(/\d+)?|\d+", f) for f in (minute, hour, day, month, weekday)), entry
         subprocess.run(["bash", "-n", "-c", command.replace("\\%", "%")], check=True)
         steps = [Path(job).stem for job, _ in cron_steps(command)]
         schedule[tuple(steps)] = (minute, hour, day, month, weekday)
     # Quartz "0 0 3 * * ?" is cron "0 3 * * *"; "0 0 6 ? * SUN" is "0 6 * * 0".
     assert schedule == {("ingest", "rollup", "features", "score"): ("0", "3", "*", "*", "*"),
-                        ("labels", "train", "promote"): ("0", "6", "*", "*", "0")}
+                        ("labels", "train", "promote"): ("0", "6", "*", "*", "0"),
+                        ("stream",): ("*/15", "*", "*", "*", "*")}  # Quartz "0 0/15 * * * ?"
 
 
 def test_every_crontab_step_runs_an_existing_job_with_arguments_the_cli_accepts() -> None:

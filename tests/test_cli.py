@@ -87,7 +87,8 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
          *[a for s in overrides for a in ("--set", s)]],
         cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[9/9] report done" in result.stderr
+    assert "[10/10] stream done" in result.stderr
+    assert "stream: 1 micro-batch(es)" in result.stderr
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lakehouse", "landing", "mlruns"]
     assert "Top alert reasons" in (tmp_path / "lakehouse" / "reports" / "manager.html").read_text()

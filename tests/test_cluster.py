@@ -93,7 +93,7 @@ def cluster_run(spark: SparkSession, store: ObjectStore, tmp_path_factory: pytes
 
 def test_every_job_ran_as_an_application_of_the_cluster(cluster_run: ClusterRun) -> None:
     apps = cluster_run.run.apps
-    assert sorted(apps) == ["features", "ingest", "labels", "score", "train"]
+    assert sorted(apps) == ["features", "ingest", "labels", "score", "stream", "train"]
     assert {job: app["state"] for job, app in apps.items()} == dict.fromkeys(apps, "FINISHED")
 
 
