@@ -20,11 +20,19 @@ so that ingestion's quarantine and deduplication have work to do.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from churn_spark.storage import write_atomically
+
+if TYPE_CHECKING:
+    from churn_spark.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -283,3 +291,28 @@ def _profiles(latent: DataFrame, spec: GenerateSpec) -> DataFrame:
         "region",
         level.alias("membership_level"),
     )
+
+
+def bad_day(users: Sequence[str], day: dt.date, tag: str) -> list[dict[str, object]]:
+    """Landing rows (the contract's JSON fields) of a bad day for each of ``users``: two service
+    contacts and a refund, from 08:00 on ``day``, a second apart; event ids unique per ``tag``.
+    What a real-time warning is for (the stream's notebook and benchmark feed these)."""
+    rows: list[dict[str, object]] = []
+    for number, user in enumerate(users):
+        when = dt.datetime.combine(day, dt.time(8)) + dt.timedelta(seconds=3 * number)
+        for k, kind in enumerate(("service", "service", "refund")):
+            row: dict[str, object] = {
+                "event_id": f"{tag}-{user}-{k}", "user_id": user, "event_type": kind,
+                "event_time": (when + dt.timedelta(seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "session_id": f"{tag}-{user}"}
+            if kind == "refund":
+                row.update(product_id="p1", price=20.0, quantity=1)
+            rows.append(row)
+    return rows
+
+
+def land_rows(rows: Sequence[dict[str, object]], uri: str, config: Config | None = None) -> str:
+    """Write ``rows`` as one JSON-lines landing file at ``uri`` that appears whole (a watcher
+    never reads half of it: ``storage.write_atomically``); its URI."""
+    write_atomically(uri, "".join(json.dumps(row) + "\n" for row in rows), config)
+    return uri

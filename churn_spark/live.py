@@ -171,6 +171,22 @@ def silent_users(daily: DataFrame, day: dt.date, silent_days: int) -> DataFrame:
             .where(F.col("last_day") == F.lit(start)).select("user_id"))
 
 
+def read_warnings(spark: SparkSession, config: Config, day: dt.date) -> DataFrame:
+    """The warnings of ``day``, newest first."""
+    return (tables.read_table(spark, config, "warnings").where(F.col("day") == F.lit(day))
+            .orderBy(F.desc("warned_at"), "user_id", "kind"))
+
+
+def users_near_high(spark: SparkSession, config: Config, count: int) -> list[str]:
+    """Up to ``count`` users of the latest scoring run closest below the high tier (in the
+    population, highest probability first): those a bad day would push over."""
+    scores = tables.read_table(spark, config, "churn_scores")
+    latest = scores.agg(F.max("snapshot_date")).first()[0]
+    near = (scores.where((F.col("snapshot_date") == F.lit(latest)) & F.col("risk_tier").isin("medium", "low"))
+            .orderBy(F.desc("churn_probability"), "user_id").limit(count))
+    return [r["user_id"] for r in near.select("user_id").collect()]
+
+
 class Warner:
     """The champion model and the day's baseline; each micro-batch of new events becomes
     ``user_daily`` rows, scores and ``warnings``.
@@ -233,17 +249,17 @@ class Warner:
                 run_rollup(self.spark, self.config)
             else:
                 refresh_daily(self.spark, self.config, users, days)
-            written = self._warn(users, baseline, day, now)
+            written = self._warn(users, baseline, day)
             self.progress.batches += 1
             self.progress.warnings += written
             if day not in self.progress.days_swept:
-                self.progress.warnings += self.sweep(baseline, day, now)
+                self.progress.warnings += self.sweep(baseline, day)
                 self.progress.days_swept.append(day)
             log.info("stream batch %d: %d day(s) of events, %d new warning(s)", batch_id, len(days), written)
         finally:
             touched.unpersist()
 
-    def sweep(self, baseline: Baseline, day: dt.date, now: dt.datetime) -> int:
+    def sweep(self, baseline: Baseline, day: dt.date) -> int:
         """The day's ``silent`` warnings: high-value users of the baseline run whose last event
         is ``stream.silent_days`` days old, re-scored now."""
         if baseline.high_value is None:
@@ -251,10 +267,9 @@ class Warner:
         daily = tables.read_table(self.spark, self.config, "user_daily")
         valuable = baseline.scores.where(F.col("spend_before") >= F.lit(baseline.high_value)).select("user_id")
         users = silent_users(daily, day, self.config.stream.silent_days).join(valuable, "user_id", "left_semi")
-        return self._warn(users, baseline, day, now, F.array(F.lit("silent")))
+        return self._warn(users, baseline, day, F.array(F.lit("silent")))
 
-    def _warn(self, users: DataFrame, baseline: Baseline, day: dt.date, now: dt.datetime,
-              kinds: Column | None = None) -> int:
+    def _warn(self, users: DataFrame, baseline: Baseline, day: dt.date, kinds: Column | None = None) -> int:
         """Score ``users`` at the end of ``day`` and merge their warnings; the new ones' count."""
         as_of = day + dt.timedelta(days=1)
         features = features_now(self.spark, self.config, users, as_of)
@@ -262,7 +277,8 @@ class Warner:
         now_scores = scored(features, self.bundle, self.config).persist()
         try:
             self.progress.users_scored += now_scores.count()
-            warnings = build_warnings(now_scores, baseline, self.config, day, self.version, now, kinds)
+            warned_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # the wall clock, whatever the clock
+            warnings = build_warnings(now_scores, baseline, self.config, day, self.version, warned_at, kinds)
             merged = tables.merge(self.spark, self.config, "warnings", warnings, "warning_id",
                                   within=f"t.day = DATE'{day.isoformat()}'")
         finally:

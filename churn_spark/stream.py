@@ -21,7 +21,10 @@ merge), recomputes the same ``user_daily`` rows, and merges warnings insert-only
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyspark.errors import PySparkException
@@ -64,31 +67,84 @@ def run_stream(spark: SparkSession, config: Config, trigger: str | None = None, 
         Before any query starts: no events table, no registered model, no tier cut-offs; or
         the first one-line error a micro-batch met.
     """
-    from churn_spark.train.tracking import load_registered
-
-    how = parse_trigger(trigger or config.stream.trigger)
-    version, bundle = load_registered(config)
-    warner = Warner(spark, config, version, bundle)
-    ingester = _Ingester(spark, config, landing, fmt, source) if landing is not None else None
-    if not tables.table_exists(spark, config, "events") and ingester is None:
-        raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
-    queries: list[StreamingQuery] = []
+    live = LiveStream(spark, config, landing, fmt, source)
     try:
-        if ingester is not None:
-            queries.append(ingester.start(how))
-            if "availableNow" in how:  # the warnings query reads what the landing query ingested
-                _await(queries[-1], timeout)
-        queries.append(start_warnings(spark, config, warner, how))
-        if "availableNow" in how:
-            _await(queries[-1], timeout)
-        else:
-            spark.streams.awaitAnyTermination(timeout) if timeout is not None else spark.streams.awaitAnyTermination()
-    except PySparkException as err:
-        raise _first_error(err, warner, ingester) from None
+        live.start(trigger or config.stream.trigger, timeout)
+        live.wait(timeout)
     finally:
-        for query in queries:
+        live.stop()
+    return live.result()
+
+
+class LiveStream:
+    """The queries of ``churn-spark stream``, started, waited on and stopped (a notebook holds
+    one while it feeds events; ``run_stream`` runs one to its end).
+
+    Parameters
+    ----------
+    spark, config
+        The session; the lakehouse, model registry, tiers and stream settings.
+    landing, fmt, source
+        A landing folder to watch (None: the events table only), its files' format and mapping.
+    """
+
+    def __init__(self, spark: SparkSession, config: Config, landing: str | None = None, fmt: str | None = None,
+                 source: str = "contract") -> None:
+        from churn_spark.train.tracking import load_registered
+
+        self.spark, self.config = spark, config
+        self.warner = Warner(spark, config, *load_registered(config))
+        self.ingester = _Ingester(spark, config, landing, fmt, source) if landing is not None else None
+        if self.ingester is None and not tables.table_exists(spark, config, "events"):
+            raise InputError(f"{config.table('events')}: no events table; run churn-spark ingest first")
+        self.queries: list[StreamingQuery] = []
+
+    def start(self, trigger: str, timeout: float | None = None) -> LiveStream:
+        """Start the queries; with ``available-now`` the landing query ends before the warnings
+        query starts (it reads what the landing query ingested)."""
+        how = parse_trigger(trigger)
+        with self._errors():
+            if self.ingester is not None:
+                self.queries.append(self.ingester.start(how))
+                if "availableNow" in how:
+                    self.queries[-1].awaitTermination(*(() if timeout is None else (timeout,)))
+            self.queries.append(start_warnings(self.spark, self.config, self.warner, how))
+        return self
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until every query has ended (``available-now``), ``timeout`` seconds have passed, or
+        one has failed (raised here)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._errors():
+            while any(q.isActive for q in self.queries) and (deadline is None or time.monotonic() < deadline):
+                for query in self.queries:
+                    if not query.isActive and query.exception() is not None:
+                        query.awaitTermination()  # raises the query's error
+                time.sleep(0.5)
+            for query in self.queries:
+                if query.exception() is not None:
+                    query.awaitTermination()
+
+    def process_all_available(self) -> None:
+        """Block until every file landed and every event stored so far has been processed."""
+        with self._errors():
+            for query in self.queries:
+                query.processAllAvailable()
+
+    def stop(self) -> None:
+        for query in self.queries:
             query.stop()
-    return StreamRun(warner.progress, ingester.files if ingester is not None else 0)
+
+    def result(self) -> StreamRun:
+        return StreamRun(self.warner.progress, self.ingester.files if self.ingester is not None else 0)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A query's failure as the one-line error a micro-batch raised, where it was one of ours."""
+        try:
+            yield
+        except PySparkException as err:
+            raise _first_error(err, self.warner, self.ingester) from None
 
 
 def start_warnings(spark: SparkSession, config: Config, warner: Warner, how: dict[str, object]) -> StreamingQuery:
@@ -121,6 +177,7 @@ class _Ingester:
         self.error: ChurnSparkError | None = None
 
     def start(self, how: dict[str, object]) -> StreamingQuery:
+        storage.makedirs(self.landing, self.config)  # a folder nothing has landed in yet is watched too
         files = (self.spark.readStream.format("binaryFile").schema(_BINARY_FILE)
                  .option("maxFilesPerTrigger", str(self.config.stream.max_files_per_trigger))
                  .load(self.landing).select("path"))
@@ -140,13 +197,6 @@ class _Ingester:
             self.error = err
             raise
         self.files += len(paths)
-
-
-def _await(query: StreamingQuery, timeout: float | None) -> None:
-    if timeout is None:
-        query.awaitTermination()
-    else:
-        query.awaitTermination(timeout)
 
 
 def _first_error(err: PySparkException, warner: Warner, ingester: _Ingester | None) -> Exception:

@@ -31,7 +31,7 @@ def run_notebook(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
 def test_every_notebook_is_in_databricks_source_format() -> None:
     names = sorted(p.name for p in NOTEBOOKS.glob("*.py"))
     assert names == ["01_ingest_and_quality.py", "02_features_and_labels.py", "03_training_and_report.py",
-                     "04_scoring_and_alerts.py", "05_online_retail_walkthrough.py"]
+                     "04_scoring_and_alerts.py", "05_online_retail_walkthrough.py", "06_realtime_warnings.py"]
     for name in names:
         text = (NOTEBOOKS / name).read_text()
         assert text.startswith("# Databricks notebook source\n") and "# COMMAND ----------" in text
@@ -61,6 +61,10 @@ def test_demo_notebooks_run_in_order(spark: SparkSession, tmp_path: Path, monkey
     assert "suggested_action" in out
     page = storage.read_text(f"{config.location('reports')}/manager.html")
     assert "Risk distribution" in page and "Top alert reasons" in page and "data:image/png;base64," in page
+    out = run_notebook("06_realtime_warnings.py", monkeypatch, capsys, **widgets, users="5")
+    assert "landing: 1 file(s) ingested" in out and "probability_after" in out
+    fed = read_table(spark, config, "events").where("event_id LIKE 'notebook-%'")
+    assert fed.select("user_id").distinct().count() == 5 and fed.count() == 15
 
 
 @pytest.mark.slow
