@@ -40,8 +40,7 @@ from churn_spark.config import Config
 from churn_spark.errors import ChurnSparkError, InputError
 from churn_spark.features import features_from_daily
 from churn_spark.features.recency import first_event_times
-from churn_spark.features.service import FOLLOW_UP_DAYS
-from churn_spark.rollup import daily_rows, run_rollup
+from churn_spark.rollup import daily_rows, days_to_rebuild, run_rollup
 from churn_spark.score import check_compatible, scored, tier_column
 from churn_spark.snapshots import read_first_events, read_inputs
 from churn_spark.train.bundle import Bundle
@@ -81,13 +80,12 @@ class Progress:
 def refresh_daily(spark: SparkSession, config: Config, users: DataFrame, days: list[dt.date]) -> None:
     """Recompute the ``user_daily`` rows of ``users`` for ``days`` and the week before each,
     from the events table, and merge them in (one transaction)."""
-    rebuilt = sorted({d - dt.timedelta(days=k) for d in days for k in range(FOLLOW_UP_DAYS + 1)})
-    needed = sorted({d + dt.timedelta(days=k) for d in rebuilt for k in range(FOLLOW_UP_DAYS + 1)})
+    rebuilt, needed = days_to_rebuild(days)
     events = (tables.read_table(spark, config, "events").where(F.col("event_date").isin(needed))
               .join(F.broadcast(users), "user_id", "left_semi"))
     rows = tables.conform(daily_rows(events, rebuilt), config, "user_daily")
     tables.merge(spark, config, "user_daily", rows, ("user_id", "day"), update_when="true",
-                 within=f"t.day IN ({_dates(rebuilt)})")
+                 within=f"t.day IN ({tables.date_list(rebuilt)})")
 
 
 def features_now(spark: SparkSession, config: Config, users: DataFrame, as_of: dt.date) -> DataFrame:
@@ -280,11 +278,8 @@ class Warner:
             warned_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # the wall clock, whatever the clock
             warnings = build_warnings(now_scores, baseline, self.config, day, self.version, warned_at, kinds)
             merged = tables.merge(self.spark, self.config, "warnings", warnings, "warning_id",
-                                  within=f"t.day = DATE'{day.isoformat()}'")
+                                  within=f"t.day IN ({tables.date_list([day])})")
         finally:
             now_scores.unpersist()
         return int(merged["num_inserted_rows"])
 
-
-def _dates(days: list[dt.date]) -> str:
-    return ", ".join(f"DATE'{d.isoformat()}'" for d in days)

@@ -97,13 +97,21 @@ def run_rollup(spark: SparkSession, config: Config, full: bool = False) -> Rollu
         rows = tables.replace_dates(_by_day(daily_rows(events)), config, "user_daily", None, tag=tag)
         run = RollupRun(current, True, (), rows, reason)
     else:
-        days = sorted({d - dt.timedelta(days=k) for d in touched for k in range(FOLLOW_UP_DAYS + 1)})
-        needed = sorted({d + dt.timedelta(days=k) for d in days for k in range(FOLLOW_UP_DAYS + 1)})
+        days, needed = days_to_rebuild(touched)
         frame = daily_rows(events.where(F.col("event_date").isin(needed)), days)
         rows = tables.replace_dates(_by_day(frame), config, "user_daily", days, tag=tag)
         run = RollupRun(current, False, tuple(days), rows, reason)
     log.info("%s", run.summary())
     return run
+
+
+def days_to_rebuild(touched: list[dt.date]) -> tuple[list[dt.date], list[dt.date]]:
+    """The days whose partials new events on ``touched`` days change (each day and the week
+    before it: the service follow-up), and the days of events those partials are computed from
+    (each rebuilt day and the week after it)."""
+    week = range(FOLLOW_UP_DAYS + 1)
+    rebuilt = sorted({d - dt.timedelta(days=k) for d in touched for k in week})
+    return rebuilt, sorted({d + dt.timedelta(days=k) for d in rebuilt for k in week})
 
 
 def _by_day(frame: DataFrame) -> DataFrame:

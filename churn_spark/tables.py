@@ -337,6 +337,11 @@ def merge(spark: SparkSession, config: Config, name: str, staged: DataFrame, key
     return _committed(config.table(name), attempt)
 
 
+def date_list(days: Sequence[dt.date]) -> str:
+    """``days`` as SQL date literals for an ``IN (...)`` condition, sorted, each once."""
+    return ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(days)))
+
+
 def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: Sequence[dt.date] | None,
                   tag: str | None = None) -> int:
     """Overwrite exactly the partitions of ``snapshot_dates`` in table ``name`` (one transaction),
@@ -359,7 +364,7 @@ def replace_dates(frame: DataFrame, config: Config, name: str, snapshot_dates: S
     must_commit, tag = tag is not None, tag or f"churn-spark replace {uuid.uuid4()}"
     writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("userMetadata", tag)
     if snapshot_dates is not None:
-        dates = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(snapshot_dates)))
+        dates = date_list(snapshot_dates)
         writer = writer.option("replaceWhere", f"{column} IN ({dates})" if dates else "false")
     _save(writer, config, name)
     # Nothing to add and nothing to remove is no commit at all: then no rows were written.
