@@ -297,10 +297,13 @@ def _prepare_ingest(args: argparse.Namespace, config: Config) -> tuple[SourceMap
 
 
 def _print_metrics(metrics: dict) -> None:
-    print(f"test snapshot {metrics['test_snapshot']}")
+    print(f"test snapshot {metrics['test_snapshot']}; champion (best validation ROC-AUC): {metrics['champion']}")
     for model, values in metrics["models"].items():
-        print(f"{model:9s} ROC-AUC {values['roc_auc']:.4f}  PR-AUC {values['pr_auc']:.4f}  "
-              f"F1 {values['f1']:.4f}  top-decile lift {values['top_decile_lift']:.2f}")
+        interval = f" [{values['roc_auc_low']:.3f}, {values['roc_auc_high']:.3f}]" if "roc_auc_low" in values else ""
+        calibration = (f"  ECE {values['ece_before']:.3f} -> {values['ece']:.3f} ({metrics['calibration'][model]})"
+                       if "ece_before" in values else f"  ECE {values['ece']:.3f}")
+        print(f"{model:9s} ROC-AUC {values['roc_auc']:.4f}{interval}  PR-AUC {values['pr_auc']:.4f}  "
+              f"F1 {values['f1']:.4f}  top-decile lift {values['top_decile_lift']:.2f}{calibration}")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ class TrainConfig(_Section):
     cost_false_negative: float = Field(5.0, ge=0)  # a churner missed (expected_cost rule)
     cost_false_positive: float = Field(1.0, ge=0)  # a retention offer to a loyal user
     baseline_max_rows: int = Field(500_000, ge=1000)  # LightGBM trains on the driver
+    # Fitted on the validation snapshot per model (churn_spark/calibrate.py); auto: chosen there.
+    calibration: Literal["auto", "platt", "isotonic", "none"] = "auto"
+    bootstrap: int = Field(1000, ge=0)  # resamples behind the report's 95% intervals (0: none)
 
     @field_validator("feed")
     @classmethod

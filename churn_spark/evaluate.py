@@ -2,6 +2,9 @@
 
 Metrics come from scikit-learn (ROC-AUC, PR-AUC, precision/recall/F1, Brier) and torchmetrics
 (expected calibration error); lift and capture rate are ratios of counts over the top decile.
+ROC-AUC and PR-AUC carry percentile-bootstrap 95% intervals (test users resampled with
+replacement), and calibration is shown before and after: ``ece_before`` and the reliability
+diagram of each model's own probabilities beside those of the calibrated ones.
 """
 
 from __future__ import annotations
@@ -50,42 +53,86 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: str = "max_f1
     return float(thresholds[int(np.argmin(costs))])
 
 
-def model_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """The report's metrics for one model's test scores at ``threshold``."""
+def bootstrap_interval(labels: np.ndarray, scores: np.ndarray, metric, resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """The percentile-bootstrap interval of ``metric(labels, scores)``: users resampled with
+    replacement ``resamples`` times (a resample holding one class is skipped); NaNs with none."""
+    generator = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        rows = generator.integers(0, len(labels), len(labels))
+        if labels[rows].min() != labels[rows].max():
+            values.append(metric(labels[rows], scores[rows]))
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ECE over 10 equal-width bins (torchmetrics)."""
+    return float(binary_calibration_error(torch.tensor(scores, dtype=torch.float32),
+                                          torch.tensor(labels, dtype=torch.long), n_bins=10))
+
+
+def model_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, resamples: int = 0,
+                  before: np.ndarray | None = None) -> dict[str, float]:
+    """The report's metrics for one model's test scores at ``threshold``; with ``resamples``,
+    the bootstrap 95% intervals of ROC-AUC and PR-AUC; with ``before`` (the model's own
+    probabilities, before calibration), their ECE."""
     predicted = (scores >= threshold).astype(int)
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
     top = np.argsort(-scores, kind="stable")[: max(1, len(scores) // 10)]
     base_rate = labels.mean()
-    return {
+    out = {
         "roc_auc": float(roc_auc_score(labels, scores)),
         "pr_auc": float(average_precision_score(labels, scores)),
         "f1": float(f1), "precision": float(precision), "recall": float(recall), "threshold": float(threshold),
         "top_decile_lift": float(labels[top].mean() / base_rate) if base_rate > 0 else 0.0,
         "top_decile_capture": float(labels[top].sum() / labels.sum()) if labels.sum() > 0 else 0.0,
         "brier": float(brier_score_loss(labels, scores)),
-        "ece": float(binary_calibration_error(torch.tensor(scores, dtype=torch.float32),
-                                              torch.tensor(labels, dtype=torch.long), n_bins=10)),
+        "ece": expected_calibration_error(labels, scores),
     }
+    if before is not None:
+        out["ece_before"] = expected_calibration_error(labels, before)
+    if resamples:
+        for name, metric in (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score)):
+            out[f"{name}_low"], out[f"{name}_high"] = bootstrap_interval(labels, scores, metric, resamples)
+    return out
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
     """``metrics.json`` as one row per model, the headline metrics rounded (for notebooks)."""
-    columns = ["roc_auc", "pr_auc", "f1", "top_decile_lift", "brier", "ece", "threshold"]
+    columns = ["roc_auc", "roc_auc_low", "roc_auc_high", "pr_auc", "f1", "top_decile_lift", "brier", "ece",
+               "ece_before", "valid_roc_auc", "threshold"]
     rows = [{"model": model, **{c: round(values[c], 4) for c in columns if c in values}}
             for model, values in metrics["models"].items()]
     return pd.DataFrame(rows)
 
 
 def write_report(test: dict[str, Scores], thresholds: dict[str, float], test_snapshot: dt.date,
-                 out_dir: str, config: Config | None = None) -> dict:
+                 out_dir: str, config: Config | None = None, before: dict[str, np.ndarray] | None = None,
+                 facts: dict | None = None, resamples: int = 0) -> dict:
     """Write metrics.json, the PNG plots and report.html under ``out_dir`` (a path or URI;
-    ``config`` gives an object store's endpoint and keys); return the metrics."""
-    metrics = {"test_snapshot": test_snapshot.isoformat(),
-               "models": {name: model_metrics(y, p, thresholds[name]) for name, (y, p) in test.items()}}
+    ``config`` gives an object store's endpoint and keys); return the metrics.
+
+    ``before`` holds, per calibrated model, its test probabilities before calibration (for
+    ``ece_before`` and the "before" reliability diagram); ``facts`` adds top-level entries
+    (the champion, each model's calibration and validation ROC-AUC); ``resamples`` is the
+    number of bootstrap resamples behind the intervals (0: none).
+    """
+    before = before or {}
+    metrics = {"test_snapshot": test_snapshot.isoformat(), **(facts or {}),
+               "models": {name: model_metrics(y, p, thresholds[name], resamples, before.get(name))
+                          for name, (y, p) in test.items()}}
     storage.write_text(storage.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2), config)
+    drawn = {**{name: (draw, test) for name, draw in _PLOTS.items()},
+             "calibration_before": (_calibration_before, {n: (test[n][0], p) for n, p in before.items()})}
     images = {}
-    for name, draw in _PLOTS.items():
-        png = _plot(draw, test)
+    for name, (draw, data) in drawn.items():
+        if not data:
+            continue
+        png = _plot(draw, data)
         storage.write_bytes(storage.join(out_dir, f"{name}.png"), png, config)
         images[name] = base64.b64encode(png).decode()
     storage.write_text(storage.join(out_dir, "report.html"), _html(metrics, images), config)
@@ -118,12 +165,16 @@ def _pr(axes, test: dict[str, Scores]) -> None:
     axes.set(title="Precision-recall", xlabel="recall", ylabel="precision")
 
 
-def _calibration(axes, test: dict[str, Scores]) -> None:
+def _calibration(axes, test: dict[str, Scores], title: str = "Calibration (as scored)") -> None:
     for name, (y, p) in test.items():
         observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
         axes.plot(predicted, observed, marker="o", label=name)
     axes.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
-    axes.set(title="Calibration", xlabel="mean predicted", ylabel="observed churn rate")
+    axes.set(title=title, xlabel="mean predicted", ylabel="observed churn rate")
+
+
+def _calibration_before(axes, test: dict[str, Scores]) -> None:
+    _calibration(axes, test, "Calibration before (the models' own)")
 
 
 def _lift(axes, test: dict[str, Scores]) -> None:
@@ -145,13 +196,22 @@ def _histogram(axes, test: dict[str, Scores]) -> None:
 _PLOTS = {"roc": _roc, "pr": _pr, "calibration": _calibration, "lift": _lift, "histogram": _histogram}
 
 
+_COLUMN_ORDER = ["roc_auc", "roc_auc_low", "roc_auc_high", "pr_auc", "pr_auc_low", "pr_auc_high", "valid_roc_auc",
+                 "ece", "ece_before", "brier", "f1", "precision", "recall", "threshold", "top_decile_lift",
+                 "top_decile_capture"]
+
+
 def _html(metrics: dict, images: dict[str, str]) -> str:
-    names = list(next(iter(metrics["models"].values())))
+    names = sorted({n for values in metrics["models"].values() for n in values},
+                   key=lambda n: (_COLUMN_ORDER.index(n) if n in _COLUMN_ORDER else len(_COLUMN_ORDER), n))
     header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    rows = "".join(f"<tr><td>{html.escape(model)}</td>" + "".join(f"<td>{values[n]:.4f}</td>" for n in names)
+    rows = "".join(f"<tr><td>{html.escape(model)}</td>"
+                   + "".join(f"<td>{values[n]:.4f}</td>" if n in values else "<td></td>" for n in names)
                    + "</tr>" for model, values in metrics["models"].items())
+    champion = (f"<p>Champion (best ROC-AUC on validation): {html.escape(str(metrics['champion']))}. "
+                "Intervals are bootstrap 95% (low, high).</p>" if "champion" in metrics else "")
     plots = "".join(f'<img alt="{k}" src="data:image/png;base64,{v}">' for k, v in images.items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>churn-spark evaluation</title>"
             f"<style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}</style>"
-            f"</head><body><h1>Churn model evaluation</h1><p>Test snapshot {metrics['test_snapshot']}</p>"
+            f"</head><body><h1>Churn model evaluation</h1><p>Test snapshot {metrics['test_snapshot']}</p>{champion}"
             f"<table><tr><th>model</th>{header}</tr>{rows}</table>{plots}</body></html>")

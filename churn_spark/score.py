@@ -26,12 +26,12 @@ from pyspark.sql import types as T
 from churn_spark import tables
 from churn_spark.config import Config, FeaturesConfig, LabelsConfig, ScoreConfig
 from churn_spark.errors import InputError
-from churn_spark.explain import ReasonWriter, attributions, top_reasons
+from churn_spark.explain import ReasonWriter, top_reasons
 from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import features_at, read_inputs
-from churn_spark.train.bundle import Bundle, probabilities
-from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, standardise, to_arrays
+from churn_spark.train.bundle import Bundle
+from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, raw_arrays
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,13 @@ _NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatTyp
 
 @dataclass
 class Scorer:
-    """A registered model ready to score raw feature rows, with reasons.
+    """A registered model of any kind ready to score raw feature rows, with reasons.
 
     Parameters
     ----------
     bundle
-        The trained network, its preprocessing state and feature list.
+        The trained model (a network or a booster), its preprocessing state, feature list and
+        calibration.
     features
         The feature settings the model was trained with (reason texts read the catalogue).
     reasons
@@ -65,9 +66,7 @@ class Scorer:
     reasons: int = 3
 
     def __post_init__(self) -> None:
-        self.network = self.bundle.network()
-        for parameter in self.network.parameters():
-            parameter.requires_grad_(False)
+        self.model = self.bundle.model()
         self.names = self.bundle.features
         self.writer = ReasonWriter(catalogue(self.features), self.bundle.preprocessing, self.features.history_days)
 
@@ -76,25 +75,24 @@ class Scorer:
 
         Returns
         -------
-        One row per input row, in order: ``churn_probability``, ``top_reasons`` (readable text,
+        One row per input row, in order: ``churn_probability`` (calibrated), ``top_reasons`` (readable text,
         strongest first) and ``reason_features`` (the features behind them). A value that is
-        missing or not finite never stops the batch: the model reads it at its bound (see
-        ``to_arrays``), and it is never a reason.
+        missing or not finite never stops the batch: a network reads it at its bound (see
+        ``preprocess.standardise``), a booster as missing, and it is never a reason.
         """
-        numeric, categories = to_arrays(features, self.bundle.preprocessing)
-        if self.reasons == 0:  # probabilities only: one forward pass, no gradients
-            with torch.no_grad():
-                logits = self.network(torch.from_numpy(numeric), torch.from_numpy(categories))
+        numeric, categories = raw_arrays(features, self.bundle.preprocessing)
+        if self.reasons == 0:  # probabilities only: one forward pass, no contributions
+            logits = self.model.logits(numeric, categories)
             chosen: list[list[int]] = [[] for _ in range(len(features))]
         else:
-            logits, contributions = attributions(self.network, numeric, categories)
+            logits, contributions = self.model.contributions(numeric, categories)
             contributions = np.where(self.writer.explainable(features), contributions, 0.0)
             chosen = top_reasons(contributions, self.reasons, self.writer.groups)
         values = [features[name].to_numpy() for name in self.names]
         texts = [[self.writer.text(self.names[c], values[c][row]) for c in columns]
                  for row, columns in enumerate(chosen)]
         return pd.DataFrame({
-            "churn_probability": probabilities(logits),
+            "churn_probability": self.bundle.probabilities(logits),
             "top_reasons": texts,
             "reason_features": [[self.names[c] for c in columns] for columns in chosen],
         })
@@ -127,8 +125,8 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
 
     Two array columns (``preprocess.input_arrays``) cross to Python instead of one per
     feature; each Arrow batch's arrays are read as numpy matrices without going through
-    pandas, standardised, and the network runs once per batch. The probabilities are those
-    of ``Scorer(bundle, reasons=0).predict``.
+    pandas, and the model (of any kind) runs once per batch. The probabilities are those of
+    ``Scorer(bundle, reasons=0).predict``.
     """
     import pyarrow as pa
 
@@ -145,14 +143,13 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
         context = TaskContext.get()
         torch.set_num_threads(max(1, context.cpus() if context else 1))
         loaded = Bundle.from_bytes(payload)
-        network, prep = loaded.network(), loaded.preprocessing
+        model = loaded.model()
         for batch in batches:
-            numeric = standardise(matrix(batch.column(NUMERIC), numeric_width), prep)
+            numeric = matrix(batch.column(NUMERIC), numeric_width).astype(np.float64)
             categories = matrix(batch.column(CATEGORIES), categories_width).astype(np.int64)
-            with torch.no_grad():
-                logits = network(torch.from_numpy(numeric), torch.from_numpy(categories))
+            probability = loaded.probabilities(model.logits(numeric, categories))
             columns = [batch.column(f.name) for f in kept.fields]
-            yield pa.RecordBatch.from_arrays([*columns, pa.array(probabilities(logits))], names=schema.fieldNames())
+            yield pa.RecordBatch.from_arrays([*columns, pa.array(probability)], names=schema.fieldNames())
 
     inputs = features.select(*keep, *input_arrays(bundle.preprocessing))
     return inputs.mapInArrow(_predict, schema)
@@ -184,8 +181,8 @@ def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:
     Raises
     ------
     InputError
-        A feature the model needs is missing or of the wrong kind, or the model's weights do not
-        fit its own preprocessing state.
+        A feature the model needs is missing or of the wrong kind, or the model (a network's
+        weights, a booster's features) does not fit its own preprocessing state.
     """
     label = f"model version {bundle.version or '?'}"
     types = {f.name: f.dataType for f in schema.fields}
@@ -197,8 +194,8 @@ def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:
     if wrong:
         raise InputError(f"{label} does not fit {where}: feature(s) of another type: {', '.join(wrong)}")
     try:
-        bundle.network()
-    except (RuntimeError, KeyError) as err:
+        bundle.model()
+    except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{label}: its weights do not fit its preprocessing state ({first})") from None
 

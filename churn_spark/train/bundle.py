@@ -1,4 +1,12 @@
-"""A trained model as one file: weights, kind, inputs, preprocessing, threshold; and its predictions."""
+"""A trained model as one file: kind, weights, inputs, preprocessing, calibration, threshold; and
+its predictions.
+
+Every kind is used the same way: ``bundle.model()`` loads it once (a network, or a LightGBM
+booster), ``model.logits`` and ``model.contributions`` take the raw inputs of
+``preprocess.raw_arrays`` (numerics as they are, category indices), and ``bundle.probabilities``
+turns logits into calibrated churn probabilities. Scoring, reasons, promotion, the registry's
+pyfunc and the stream call nothing kind-specific.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +19,24 @@ import pandas as pd
 import torch
 
 from churn_spark import storage
-from churn_spark.train.model import build_model
-from churn_spark.train.preprocess import Preprocessing, to_arrays
+from churn_spark.calibrate import Calibration
+from churn_spark.train.model import MODELS, build_model
+from churn_spark.train.preprocess import Preprocessing, raw_arrays, standardise
+
+BOOSTER = "lightgbm"  # the kind of a LightGBM bundle: its state is {"model": the booster as text}
+KINDS = (*MODELS, BOOSTER)
 
 
 @dataclass
 class Bundle:
-    """Everything needed to score raw feature rows with a trained network."""
+    """Everything needed to score raw feature rows with a trained model of any kind."""
 
     kind: str
-    state: dict[str, torch.Tensor]
-    preprocessing: Preprocessing
-    threshold: float = 0.5
+    state: dict[str, Any]  # a network's weights, or a booster's text
+    preprocessing: Preprocessing  # the features, and the training split's means (reasons' "typical")
+    threshold: float = 0.5  # on calibrated probabilities
     version: str = ""
+    calibration: Calibration = Calibration()
 
     @property
     def features(self) -> list[str]:
@@ -42,14 +55,15 @@ class Bundle:
         """The bundle as bytes (broadcast to executors by the scoring job)."""
         buffer = io.BytesIO()
         torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
-                    "threshold": self.threshold, "version": self.version}, buffer)
+                    "threshold": self.threshold, "version": self.version,
+                    "calibration": self.calibration.to_dict()}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
         saved: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
-                   saved["threshold"], saved.get("version", ""))
+                   saved["threshold"], saved.get("version", ""), Calibration.from_dict(saved.get("calibration")))
 
     @classmethod
     def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing,
@@ -58,20 +72,98 @@ class Bundle:
         saved = torch.load(io.BytesIO(storage.read_bytes(path, config)), map_location="cpu", weights_only=False)
         return cls(kind, saved["model"], preprocessing)
 
+    def model(self) -> NetworkModel | BoosterModel:
+        """The trained model, loaded on the CPU.
+
+        Raises
+        ------
+        ValueError
+            For an unknown kind, or a model whose inputs do not fit the preprocessing state.
+        """
+        if self.kind == BOOSTER:
+            return BoosterModel(self.state["model"], self.preprocessing)
+        if self.kind not in MODELS:
+            raise ValueError(f"model: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        return NetworkModel(self.network(), self.preprocessing)
+
     def network(self) -> torch.nn.Module:
+        """The network of an ``lr`` or ``mlp`` bundle, in evaluation mode."""
         model = build_model(self.kind, len(self.preprocessing.numeric), self.preprocessing.cardinalities(),
                             torch.device("cpu"))
         model.load_state_dict(self.state)
         return model.eval()
 
-    def predict_proba(self, rows: pd.DataFrame, network: torch.nn.Module | None = None) -> np.ndarray:
-        """Churn probabilities of raw feature rows (pandas), on the CPU."""
-        numeric, categories = to_arrays(rows, self.preprocessing)
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """The model's logits as calibrated churn probabilities (float64), computed once, one way."""
+        return self.calibration.apply(sigmoid(logits))
+
+    def predict_proba(self, rows: pd.DataFrame, model: NetworkModel | BoosterModel | None = None,
+                      calibrated: bool = True) -> np.ndarray:
+        """Churn probabilities of raw feature rows (pandas), on the CPU; ``calibrated=False``
+        for the model's own (the report's "before calibration")."""
+        logits = (model or self.model()).logits(*raw_arrays(rows, self.preprocessing))
+        return self.probabilities(logits) if calibrated else sigmoid(logits)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype="float64")))
+
+
+class NetworkModel:
+    """A network from ``train.model`` on raw inputs: standardised here, as in training."""
+
+    def __init__(self, network: torch.nn.Module, preprocessing: Preprocessing) -> None:
+        self.network, self.preprocessing = network, preprocessing
+        for parameter in network.parameters():
+            parameter.requires_grad_(False)
+
+    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = (network or self.network())(torch.from_numpy(numeric), torch.from_numpy(categories))
-        return probabilities(logits)
+            out = self.network(torch.from_numpy(standardise(numeric, self.preprocessing)),
+                               torch.from_numpy(categories))
+        return out.numpy().astype("float64")
+
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and each input's contribution to them (``explain.attributions``)."""
+        from churn_spark.explain import attributions
+
+        logits, contributions = attributions(self.network, standardise(numeric, self.preprocessing), categories)
+        return logits.numpy().astype("float64"), contributions
 
 
-def probabilities(logits: torch.Tensor) -> np.ndarray:
-    """The network's logits as churn probabilities (float64), computed once, one way."""
-    return torch.sigmoid(logits.detach()).numpy().astype("float64")
+class BoosterModel:
+    """A LightGBM booster on raw inputs: numerics as they are (missing stays missing, LightGBM
+    routes it), each category as its code in the training vocabulary (an unseen one missing).
+    Contributions are the booster's exact per-feature SHAP values (``pred_contrib``), which sum
+    with its expected value to the logit."""
+
+    def __init__(self, text: str, preprocessing: Preprocessing) -> None:
+        import lightgbm as lgb
+
+        self.booster = lgb.Booster(model_str=text)
+        width = len(preprocessing.numeric) + len(preprocessing.categorical)
+        if self.booster.num_feature() != width:
+            raise ValueError(f"the booster reads {self.booster.num_feature()} features, the preprocessing "
+                             f"state names {width}")
+
+    @staticmethod
+    def inputs(numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        """One float64 matrix: the numerics, then the category codes (index - 1; NaN unseen)."""
+        codes = categories.astype("float64") - 1.0
+        codes[codes < 0] = np.nan
+        return np.hstack([np.asarray(numeric, dtype="float64"), codes])
+
+    def _predict(self, numeric: np.ndarray, categories: np.ndarray, **kind: bool) -> np.ndarray:
+        # As many threads as torch was given: the scoring UDF sets both to the task's cores.
+        return self.booster.predict(self.inputs(numeric, categories), num_threads=torch.get_num_threads(), **kind)
+
+    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        if len(numeric) == 0:
+            return np.zeros(0)
+        return np.asarray(self._predict(numeric, categories, raw_score=True), dtype="float64")
+
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(numeric) == 0:
+            return np.zeros(0), np.zeros((0, self.booster.num_feature()))
+        shap = np.asarray(self._predict(numeric, categories, pred_contrib=True), dtype="float64")
+        return shap.sum(axis=1), shap[:, :-1]  # the last column is the expected value

@@ -1,5 +1,6 @@
-"""The train job: split by time, preprocess in Spark, train each network with DDP, fit the
-LightGBM baseline on the same split, evaluate all on the test snapshot, track in MLflow."""
+"""The train job: split by time, preprocess in Spark, train each network with DDP, fit LightGBM
+on the same split, calibrate each on the validation snapshot, evaluate all on the test snapshot,
+and register the champion: the model with the best validation ROC-AUC, whatever its kind."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from sklearn.metrics import roc_auc_score
 
 from churn_spark import storage, tables
+from churn_spark.calibrate import fit_calibration
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.evaluate import choose_threshold, write_report
 from churn_spark.features import catalogue
 from churn_spark.train import preprocess
-from churn_spark.train.bundle import Bundle
+from churn_spark.train.bundle import BOOSTER, Bundle, BoosterModel
 from churn_spark.train.distributed import launch
 from churn_spark.train.split import Split, choose_split
 
@@ -74,14 +77,16 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
             summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
                                         config.train.local_mode), "seconds": time.perf_counter() - began}
             bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config)
-            bundle.threshold = _threshold(config, valid_rows["label"].to_numpy(), bundle.predict_proba(valid_rows))
-            bundle.save(storage.join(run_dir, f"{kind}.pt"), config)
+            _calibrate(bundle, valid_rows, config).save(storage.join(run_dir, f"{kind}.pt"), config)
     finally:
         for converter in converters.values():
             converter.delete()
+    began = time.perf_counter()
+    booster = _fit_lightgbm(parts["train"], valid_rows, prep, config)
+    summaries[BOOSTER] = {"seconds": time.perf_counter() - began, "trees": booster.state["trees"]}
+    _calibrate(booster, valid_rows, config).save(storage.join(run_dir, f"{BOOSTER}.pt"), config)
     # What really ran (world size, device, epochs, seconds), beside the configuration that asked for it.
     storage.write_text(storage.join(run_dir, "training.json"), json.dumps(summaries, indent=2), config)
-    _fit_lightgbm(parts["train"], valid_rows, numeric, categorical, config, run_dir)
     metrics = evaluate_run(spark, config, run_dir)
     version = track_run(config, split, summaries, metrics, run_dir)
     _complete(config, run_dir, version)
@@ -91,7 +96,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
 
 def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None) -> dict:
     """Score the run's models (and the recency-only reference) on its validation and test
-    snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``."""
+    snapshots; write the report under ``<lakehouse>/reports/<run>`` and ``reports/latest``.
+    Its ``champion`` is the model of best validation ROC-AUC (the one ``train`` registers)."""
     models = config.location("models")
     if run_dir is None:
         if not storage.exists(storage.join(models, LATEST), config):
@@ -106,20 +112,25 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
     training = tables.read_table(spark, config, "training_set")
     rows = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name)))).toPandas()
             for name in ("valid", "test")}
-    scores = {}
-    for kind in config.train.models:
-        bundle = Bundle.load(storage.join(run_dir, f"{kind}.pt"), config)
-        network = bundle.network()
-        scores[kind] = {name: bundle.predict_proba(part, network) for name, part in rows.items()}
-    booster = lgb.Booster(model_str=storage.read_text(storage.join(run_dir, "lightgbm.txt"), config))
-    levels = json.loads(storage.read_text(storage.join(run_dir, "lightgbm_categories.json"), config))
-    scores["lightgbm"] = {name: booster.predict(_lgb_inputs(part, booster.feature_name(), levels))
-                          for name, part in rows.items()}
+    scores, before = {}, {}
+    for kind in candidates(config):
+        path = storage.join(run_dir, f"{kind}.pt")
+        if not storage.exists(path, config):
+            raise InputError(f"{run_dir}: no {kind}.pt (a run of an older churn-spark?); run churn-spark train")
+        bundle = Bundle.load(path, config)
+        model = bundle.model()
+        scores[kind] = {name: bundle.predict_proba(part, model) for name, part in rows.items()}
+        before[kind] = bundle.predict_proba(rows["test"], model, calibrated=False)
     # The reference to beat: days since the last purchase, scaled to [0, 1] (only its order matters).
     history = float(config.features.history_days)
     scores["recency"] = {name: np.minimum(part["days_since_last_purchase"].to_numpy(float) / history, 1.0)
                          for name, part in rows.items()}
-    return _report(config, split, rows, scores, run_dir)
+    return _report(config, split, rows, scores, before, run_dir)
+
+
+def candidates(config: Config) -> list[str]:
+    """The kinds a run trains, each a candidate champion: the configured networks and LightGBM."""
+    return [*config.train.models, BOOSTER]
 
 
 def _split(training: DataFrame, config: Config) -> Split:
@@ -213,39 +224,52 @@ def _threshold(config: Config, labels: np.ndarray, scores: np.ndarray) -> float:
                             settings.cost_false_positive)
 
 
-def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, numeric: list[str], categorical: list[str],
-                  config: Config, run_dir: str) -> None:
-    """The baseline on the same features and split (trained on the driver, sampled above a cap)."""
+def _calibrate(bundle: Bundle, valid: pd.DataFrame, config: Config) -> Bundle:
+    """``bundle`` with its calibration fitted on the validation rows, and its decision threshold
+    chosen on the calibrated validation probabilities."""
+    labels = valid["label"].to_numpy(int)
+    model = bundle.model()
+    bundle.calibration = fit_calibration(labels, bundle.predict_proba(valid, model, calibrated=False),
+                                         config.train.calibration, seed=config.train.seed)
+    bundle.threshold = _threshold(config, labels, bundle.predict_proba(valid, model))
+    return bundle
+
+
+def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, prep: preprocess.Preprocessing, config: Config) -> Bundle:
+    """LightGBM on the same features and split, trained on the driver (sampled above
+    ``train.baseline_max_rows``), early-stopped on validation log loss; as a bundle that reads
+    the inputs every kind reads (``BoosterModel.inputs``: category codes in the training split's
+    vocabulary)."""
     total = train.count()
     cap = config.train.baseline_max_rows
     frame = (train if total <= cap else train.sample(fraction=cap / total, seed=config.train.seed)).toPandas()
-    levels = {c: sorted(frame[c].dropna().unique().tolist()) for c in categorical}
-    columns = numeric + categorical
-    model = lgb.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, subsample=0.8,
+
+    def inputs(rows: pd.DataFrame) -> np.ndarray:
+        return BoosterModel.inputs(*preprocess.raw_arrays(rows, prep))
+
+    names = [*prep.numeric, *prep.categorical]
+    categorical = list(range(len(prep.numeric), len(names)))
+    model = lgb.LGBMClassifier(n_estimators=1000, learning_rate=0.05, num_leaves=31, subsample=0.8,
                                subsample_freq=1, colsample_bytree=0.8, random_state=config.train.seed,
                                verbose=-1)
-    model.fit(_lgb_inputs(frame, columns, levels), frame["label"],
-              eval_set=[(_lgb_inputs(valid, columns, levels), valid["label"])],
-              callbacks=[lgb.early_stopping(30, verbose=False)])
-    storage.write_text(storage.join(run_dir, "lightgbm.txt"), model.booster_.model_to_string(), config)
-    storage.write_text(storage.join(run_dir, "lightgbm_categories.json"), json.dumps(levels), config)
-
-
-def _lgb_inputs(rows: pd.DataFrame, columns: list[str], levels: dict[str, list[str]]) -> pd.DataFrame:
-    """Feature columns, text ones as categoricals with the training split's levels."""
-    out = rows[columns].copy()
-    for c, values in levels.items():
-        out[c] = pd.Categorical(out[c], categories=values)
-    return out
+    model.fit(inputs(frame), frame["label"].to_numpy(int), feature_name=names, categorical_feature=categorical,
+              eval_set=[(inputs(valid), valid["label"].to_numpy(int))],
+              callbacks=[lgb.early_stopping(50, verbose=False)])
+    trees = int(model.booster_.best_iteration or model.n_estimators)
+    return Bundle(BOOSTER, {"model": model.booster_.model_to_string(num_iteration=trees), "trees": trees}, prep)
 
 
 def _report(config: Config, split: Split, rows: dict[str, pd.DataFrame], scores: dict[str, dict],
-            run_dir: str) -> dict:
+            before: dict[str, np.ndarray], run_dir: str) -> dict:
     valid_y, test_y = rows["valid"]["label"].to_numpy(int), rows["test"]["label"].to_numpy(int)
     thresholds = {name: _threshold(config, valid_y, s["valid"]) for name, s in scores.items()}
     test = {name: (test_y, s["test"]) for name, s in scores.items()}
+    valid_auc = {name: float(roc_auc_score(valid_y, scores[name]["valid"])) for name in before}
+    calibration = {kind: Bundle.load(storage.join(run_dir, f"{kind}.pt"), config).calibration.method
+                   for kind in before}
+    facts = {"champion": max(valid_auc, key=valid_auc.get), "valid_roc_auc": valid_auc, "calibration": calibration}
     reports = config.location("reports")
     report = storage.join(reports, posixpath.basename(run_dir))
-    metrics = write_report(test, thresholds, split.test[0], report, config)
+    metrics = write_report(test, thresholds, split.test[0], report, config, before, facts, config.train.bootstrap)
     storage.copy_folder(report, storage.join(reports, "latest"), config)
     return metrics

@@ -42,8 +42,16 @@ class Preprocessing:
 
 def to_arrays(frame: pd.DataFrame, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
     """The same inputs as ``apply``, from raw feature rows in pandas (for scoring and evaluation)."""
-    numeric = standardise(np.column_stack([frame[c].astype("float64").to_numpy() for c in prep.numeric])
-                          if prep.numeric else np.zeros((len(frame), 0)), prep)
+    numeric, categories = raw_arrays(frame, prep)
+    return standardise(numeric, prep), categories
+
+
+def raw_arrays(frame: pd.DataFrame, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """The numerics as they are (float64, one column per ``prep.numeric`` feature) and the
+    category indices (int64): what ``input_arrays`` gives in Spark, and what every model kind
+    reads (``Bundle.model``)."""
+    numeric = (np.column_stack([frame[c].astype("float64").to_numpy() for c in prep.numeric])
+               if prep.numeric else np.zeros((len(frame), 0)))
     categories = np.column_stack([
         frame[c].map({v: i + 1 for i, v in enumerate(values)}).fillna(UNKNOWN).to_numpy(np.int64)
         for c, values in prep.categorical.items()]) if prep.categorical else np.zeros((len(frame), 0), np.int64)

@@ -28,14 +28,15 @@ CHAMPION = "champion"  # the registered-model alias that scoring uses by default
 
 
 class ChurnModel(mlflow.pyfunc.PythonModel):
-    """A churn network as an MLflow pyfunc: raw feature rows in, churn probabilities out."""
+    """A churn model of any kind as an MLflow pyfunc: raw feature rows in, calibrated churn
+    probabilities out."""
 
     def load_context(self, context: Any) -> None:
         self.bundle = Bundle.load(context.artifacts["bundle"])
-        self.network = self.bundle.network()
+        self.model = self.bundle.model()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return pd.DataFrame({"churn_probability": self.bundle.predict_proba(model_input, self.network)})
+        return pd.DataFrame({"churn_probability": self.bundle.predict_proba(model_input, self.model)})
 
 
 def tracking_uri(setting: str) -> str:
@@ -53,7 +54,8 @@ def tracking_uri(setting: str) -> str:
 
 
 def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics: dict, run_dir: str) -> str:
-    """Log the run and register its best network; return the registered version."""
+    """Log the run and register its champion (best validation ROC-AUC, any kind); return the
+    registered version."""
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
     mlflow.set_experiment(config.mlflow.experiment)
     settings = config.train
@@ -67,17 +69,20 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
             "valid_snapshots": ",".join(map(str, split.valid)), "test_snapshots": ",".join(map(str, split.test)),
         })
         for kind, summary in summaries.items():
-            for row in summary["history"]:
+            for row in summary.get("history", []):  # a network's epochs (a booster has none)
                 mlflow.log_metrics({f"{kind}_loss": row["loss"], f"{kind}_valid_auc": row["valid_auc"]},
                                    step=int(row["epoch"]))
         for model, values in metrics["models"].items():
             mlflow.log_metrics({f"test_{model}_{name}": value for name, value in values.items()})
+        mlflow.log_metrics({f"valid_{model}_roc_auc": value for model, value in metrics["valid_roc_auc"].items()})
+        mlflow.log_params({f"calibration_{model}": method for model, method in metrics["calibration"].items()})
         # MLflow logs local files only: a report on an object store or HDFS is copied down first.
         with storage.local_copy(storage.join(config.location("reports"), name), config) as report:
             mlflow.log_artifacts(report, "report")
-        best = max(summaries, key=lambda kind: metrics["models"][kind]["roc_auc"])
+        best = metrics["champion"]
         return register_bundle(config, storage.join(run_dir, f"{best}.pt"),
-                               {"test_roc_auc": metrics["models"][best]["roc_auc"], "run": name})
+                               {"test_roc_auc": metrics["models"][best]["roc_auc"],
+                                "valid_roc_auc": metrics["valid_roc_auc"][best], "run": name})
 
 
 def register_bundle(config: Config, path: str | os.PathLike[str], tags: dict[str, Any] | None = None) -> str:
@@ -99,6 +104,7 @@ def register_bundle(config: Config, path: str | os.PathLike[str], tags: dict[str
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for key, value in {"kind": bundle.kind, "threshold": bundle.threshold, "features": ",".join(bundle.features),
+                       "calibration": bundle.calibration.method,
                        **(tags or {})}.items():
         client.set_model_version_tag(config.mlflow.model_name, version, key, str(value))
     return version
@@ -118,7 +124,7 @@ def _requirements() -> list[str]:
     the full package depends on."""
     from importlib.metadata import version
 
-    names = ("churn-spark", "torch", "pandas", "numpy", "mlflow-skinny")
+    names = ("churn-spark", "torch", "lightgbm", "pandas", "numpy", "mlflow-skinny")
     return [f"{name}=={version(name)}" for name in names]
 
 
