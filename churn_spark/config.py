@@ -92,18 +92,53 @@ class GenerateConfig(_Section):
     redelivered_fraction: float = Field(0.01, ge=0.0, le=0.5)
 
 
+# The windowed families other than frequency and browsing (which take ``windows``), with the
+# windows they have by default. Every scoring run keeps ``spend_90d`` (revenue at risk), so
+# monetary always holds 90.
+FAMILY_WINDOWS: dict[str, tuple[int, ...]] = {
+    "breadth": (30, 90), "funnel": (30, 90), "monetary": (30, 90), "service": (30, 90),
+    "reviews": (90,), "profile": (90,),
+}
+
+
+def _distinct_positive(windows: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if not windows or any(w < 1 for w in windows) or len(set(windows)) != len(windows):
+        raise ValueError(f"{what} must be distinct positive day counts")
+    return tuple(sorted(windows))
+
+
 class FeaturesConfig(_Section):
-    """Feature windows and how far back any feature looks."""
+    """Feature windows and how far back any feature looks.
+
+    ``windows`` are those of the frequency and browsing families; ``family_windows`` those of
+    the other windowed families (a family left out keeps its default, ``FAMILY_WINDOWS``).
+    ``history_days`` bounds every window and is the span of recency, loyalty and tenure.
+    """
 
     windows: tuple[int, ...] = (7, 30, 90)
+    family_windows: dict[str, tuple[int, ...]] = Field(default_factory=lambda: dict(FAMILY_WINDOWS))
     history_days: int = Field(180, ge=90, le=3650)
 
     @field_validator("windows")
     @classmethod
     def _windows_fit(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
-        if not windows or any(w < 1 for w in windows) or len(set(windows)) != len(windows):
-            raise ValueError("windows must be distinct positive day counts")
-        return tuple(sorted(windows))
+        return _distinct_positive(windows, "windows")
+
+    @field_validator("family_windows")
+    @classmethod
+    def _families_known(cls, given: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        unknown = sorted(set(given) - set(FAMILY_WINDOWS))
+        if unknown:
+            raise ValueError(f"family_windows: unknown family {unknown[0]!r}; known: {', '.join(FAMILY_WINDOWS)}")
+        merged = {family: _distinct_positive(tuple(given.get(family, default)), f"family_windows.{family}")
+                  for family, default in FAMILY_WINDOWS.items()}
+        if 90 not in merged["monetary"]:
+            raise ValueError("family_windows.monetary must hold 90 (spend_90d is the revenue at risk of every score)")
+        return merged
+
+    def longest_window(self) -> int:
+        """The longest window of any family."""
+        return max(max(self.windows), *(max(w) for w in self.family_windows.values()))
 
 
 class LabelsConfig(_Section):
@@ -271,7 +306,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _history_covers_windows(self) -> "Config":
-        longest = max(max(self.features.windows), self.labels.lookback_days)
+        longest = max(self.features.longest_window(), self.labels.lookback_days)
         if self.features.history_days < longest:
             raise ValueError(f"features.history_days ({self.features.history_days}) must cover the longest "
                              f"window or lookback ({longest})")

@@ -8,7 +8,7 @@ import math
 import pytest
 from pyspark.sql import SparkSession
 
-from churn_spark.config import FeaturesConfig, IngestConfig
+from churn_spark.config import ConfigError, FeaturesConfig, IngestConfig, load_config
 from churn_spark.features import catalogue, check_schema, compute_features, family_of
 from churn_spark.sentiment import score_text
 from tests.builders import at, make_events, make_users
@@ -163,6 +163,35 @@ def test_tenure_counts_from_the_first_event_ever_whatever_the_history(spark: Spa
               .collect()}
     assert {u: (r.tenure_days, r.days_since_first_event) for u, r in stored.items()} == {"u6": (400.0, 400.0)}
 
+
+
+def test_every_windowed_family_takes_its_windows_from_configuration(spark: SparkSession) -> None:
+    """A year of history with year-long windows: u1's view 211.5 days before T (outside the
+    default 180-day history) now counts; families left out of family_windows keep theirs."""
+    settings = FeaturesConfig(windows=(30, 365), history_days=365, family_windows={
+        "monetary": (90, 365), "reviews": (365,), "profile": (365,)})
+    names = [f.name for f in catalogue(settings)]
+    assert {"views_365d", "spend_365d", "reviews_365d", "channel_share_app_365d", "distinct_products_30d"} <= set(
+        names) and not {"views_7d", "spend_30d", "reviews_90d", "channel_share_app_90d"} & set(names)
+    frame = compute_features(make_events(spark, [*U1, AT_T]), make_users(spark, USERS), [T], settings)
+    check_schema(frame, settings)
+    u1 = next(r.asDict() for r in frame.collect() if r.user_id == "u1")
+    assert {k: u1[k] for k in ("views_365d", "dwell_total_365d", "spend_365d", "spend_90d", "reviews_365d",
+                               "channel_share_app_365d", "days_since_last_view", "distinct_products_90d")} == \
+        pytest.approx({"views_365d": 5, "dwell_total_365d": 164.0, "spend_365d": 30.0, "spend_90d": 30.0,
+                       "reviews_365d": 1, "channel_share_app_365d": 6 / 14, "days_since_last_view": 1 / 86_400,
+                       "distinct_products_90d": 5})
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("features.family_windows.basket=[30]", "unknown family 'basket'"),
+    ("features.family_windows.monetary=[30, 365]", "monetary must hold 90"),
+    ("features.family_windows.funnel=[30, 30]", "family_windows.funnel must be distinct positive day counts"),
+    ("features.family_windows.reviews=[365]", "features.history_days \\(180\\) must cover the longest window"),
+])
+def test_family_windows_are_checked(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [setting])
 
 BOUNDS = IngestConfig()
 MANY = 2_200  # purchases of the largest quantity: more items than a 32-bit int holds

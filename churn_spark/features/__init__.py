@@ -40,13 +40,18 @@ _SEEN = "_event_before_t"  # the user has an event in the history window before 
 def catalogue(settings: FeaturesConfig, daily: bool = False) -> list[Feature]:
     """Every feature, family by family, in output order (no Spark session needed); ``daily``:
     with values that fold ``user_daily`` rows instead of aggregating events."""
-    ctx = Context(tuple(settings.windows), settings.history_days, daily)
-    return [feature for family in FAMILIES for feature in family.features(ctx)]
+    return [feature for family in FAMILIES for feature in family.features(context(settings, daily))]
+
+
+def context(settings: FeaturesConfig, daily: bool = False) -> Context:
+    """The families' column helpers for these settings."""
+    return Context(tuple(settings.windows), settings.history_days, daily,
+                   tuple((family, tuple(windows)) for family, windows in settings.family_windows.items()))
 
 
 def family_of(feature: Feature, settings: FeaturesConfig) -> str:
     """The family module name a feature is declared in."""
-    ctx = Context(tuple(settings.windows), settings.history_days)
+    ctx = context(settings)
     for family in FAMILIES:
         if feature.name in {f.name for f in family.features(ctx)}:
             return family.__name__.rsplit(".", 1)[-1]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from churn_spark.features.catalogue import Context, Feature
 
-WINDOWS = (30, 90)
-
 
 def features(ctx: Context) -> list[Feature]:
     out = []
-    for w in WINDOWS:
+    for w in ctx.windows_of("breadth"):
         out += [
             Feature(f"distinct_categories_{w}d", "int", w, f"categories viewed, carted or bought in the {w} "
                     "days before T", 0, lambda w=w: ctx.distinct_count("categories_shopped", ctx.within(w))),

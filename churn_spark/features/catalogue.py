@@ -62,6 +62,11 @@ class Context:
     windows: tuple[int, ...]
     history_days: int
     daily: bool = False
+    family_windows: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def windows_of(self, family: str) -> tuple[int, ...]:
+        """The windows configured for ``family`` (``features.family_windows``), else ``windows``."""
+        return dict(self.family_windows).get(family, self.windows)
 
     @staticmethod
     def days_before() -> Column:

@@ -6,12 +6,10 @@ from pyspark.sql import functions as F
 
 from churn_spark.features.catalogue import Context, Feature, safe_div
 
-WINDOWS = (30, 90)
-
 
 def features(ctx: Context) -> list[Feature]:
     out = []
-    for w in WINDOWS:
+    for w in ctx.windows_of("funnel"):
         def sessions_with(kind: str, w: int = w):
             return ctx.distinct(f"{kind}_sessions", ctx.within(w))
 

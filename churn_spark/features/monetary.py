@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from churn_spark.features.catalogue import Context, Feature, safe_div
 
-WINDOWS = (30, 90)
-
 
 def features(ctx: Context) -> list[Feature]:
     out = []
-    for w in WINDOWS:
+    for w in ctx.windows_of("monetary"):
         def spend(w: int = w):
             return ctx.total("spend", ctx.within(w))
 

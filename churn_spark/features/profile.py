@@ -10,7 +10,6 @@ from churn_spark.features.partials import CHANNELS
 from churn_spark.features.recency import FIRST_EVENT_TIME
 from churn_spark.labels import days_before_t
 
-CHANNEL_WINDOW = 90
 AGE_BANDS = ((25, "<25"), (35, "25-34"), (45, "35-44"), (55, "45-54"))
 
 
@@ -22,8 +21,7 @@ def _age_band() -> Column:
     return band.otherwise("55+")
 
 
-def features(ctx: Context) -> list[Feature]:
-    w = CHANNEL_WINDOW
+def _channel_shares(ctx: Context, w: int) -> list[Feature]:
     total = lambda: ctx.total("events", ctx.within(w))  # noqa: E731
     out = [
         Feature(f"channel_share_{c}_{w}d", "double", w,
@@ -35,6 +33,11 @@ def features(ctx: Context) -> list[Feature]:
         f"channel_share_other_{w}d", "double", w,
         f"share of events through other or unknown channels in the {w} days before T", 0.0,
         lambda: safe_div(ctx.total("channel_other", ctx.within(w)), total())))
+    return out
+
+
+def features(ctx: Context) -> list[Feature]:
+    out = [feature for w in ctx.windows_of("profile") for feature in _channel_shares(ctx, w)]
     profile = [
         Feature("tenure_days", "double", None,
                 "days since signup (unknown signup: since the user's first event ever)", 0.0,

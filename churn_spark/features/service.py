@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from churn_spark.features.catalogue import Context, Feature
 
-WINDOWS = (30, 90)
 FOLLOW_UP_DAYS = 7
 
 
 def features(ctx: Context) -> list[Feature]:
     out = []
-    for w in WINDOWS:
+    for w in ctx.windows_of("service"):
         # Only contacts whose whole follow-up week lies before T can be judged at T.
         unresolved = lambda w=w: ctx.total_judged("service_unresolved", ctx.within(w), FOLLOW_UP_DAYS)  # noqa: E731
         out += [
