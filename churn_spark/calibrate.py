@@ -9,7 +9,10 @@ calibrated after training on the validation snapshot (never on the test one), wi
   numbers, smooth, keeps the ranking;
 - ``isotonic``: the best non-decreasing step function of the score (scikit-learn's
   ``IsotonicRegression``), stored as its knots and applied by linear interpolation; it can
-  fix any monotone distortion but needs more rows, and ties users within a step;
+  fix any monotone distortion but needs more rows. A step alone would tie every user on it
+  (a lower ROC-AUC, quantile tiers that cannot split the step), so the map applied is
+  ``(1 - 1e-6) * step(p) + 1e-6 * p``: within a millionth of the step, and strictly
+  increasing, so the model's ranking is kept exactly;
 - ``none``: the identity.
 
 ``auto`` chooses by the Brier score of out-of-fold predictions on the validation rows (five
@@ -28,6 +31,7 @@ import numpy as np
 Method = Literal["none", "platt", "isotonic"]
 METHODS: tuple[Method, ...] = ("none", "platt", "isotonic")
 _EPS = 1e-7
+TIE_BREAK = 1e-6  # the share of the raw probability in an isotonic map (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,14 @@ class Calibration:
     knots_y: tuple[float, ...] = ()
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (float64) of ``probabilities``; the ranking is kept (ties
-        may appear with isotonic), a NaN stays NaN."""
+        """Calibrated probabilities (float64) of ``probabilities``; strictly increasing in
+        them (the ranking is kept), a NaN stays NaN."""
         p = np.asarray(probabilities, dtype="float64")
         if self.method == "platt":
             return _sigmoid(self.slope * _logit(p) + self.intercept)
         if self.method == "isotonic":
-            return np.interp(p, self.knots_x, self.knots_y)  # clipped to the end knots, as scikit-learn does
+            step = np.interp(p, self.knots_x, self.knots_y)  # clipped to the end knots, as scikit-learn does
+            return (1 - TIE_BREAK) * step + TIE_BREAK * p
         return p
 
     def to_dict(self) -> dict:
