@@ -11,6 +11,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import lightgbm as lgb
+import numpy as np
 import pandas as pd
 import torch
 from pyspark.sql import DataFrame, SparkSession
@@ -22,9 +24,9 @@ from churn_spark.config import Config
 from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
 from churn_spark.features import catalogue
 from churn_spark.generate import GenerateSpec, generate
-from churn_spark.train.bundle import Bundle
+from churn_spark.train.bundle import BOOSTER, Bundle, BoosterModel
 from churn_spark.train.model import build_model
-from churn_spark.train.preprocess import Preprocessing
+from churn_spark.train.preprocess import Preprocessing, raw_arrays
 from churn_spark.train.tracking import register_bundle
 
 # --- typed events and profiles, and the Delta writer that stores them ----------------------------
@@ -148,6 +150,22 @@ def lr_bundle(prep: Preprocessing = PREP, weights: tuple[float, ...] = (1.0, -2.
         network.linear.bias.fill_(bias)
         network.category_weights[0].weight.copy_(torch.tensor([[w] for w in category]))
     return Bundle("lr", network.state_dict(), prep, threshold=0.5)
+
+
+def booster_bundle(prep: Preprocessing = PREP) -> Bundle:
+    """A real LightGBM booster over ``PREP``'s features, trained on 400 seeded rows where churn
+    is exactly "last purchase more than 30 days ago" (the other features are noise)."""
+    random = np.random.default_rng(3)
+    rows = pd.DataFrame({"days_since_last_purchase": random.uniform(0, 60, 400),
+                         "purchases_trend_30d": random.uniform(-1, 1, 400), "spend_30d": random.uniform(0, 300, 400),
+                         "membership_level": random.choice(["gold", "silver"], 400)})
+    booster = lgb.train({"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "learning_rate": 0.3,
+                         "verbose": -1, "seed": 0, "deterministic": True},
+                        lgb.Dataset(BoosterModel.inputs(*raw_arrays(rows, prep)),
+                                    (rows["days_since_last_purchase"] > 30).astype(int).to_numpy(),
+                                    feature_name=[*prep.numeric, *prep.categorical], categorical_feature=[3]),
+                        num_boost_round=20)
+    return Bundle(BOOSTER, {"model": booster.model_to_string()}, prep, threshold=0.5)
 
 
 def register(config: Config, bundle: Bundle, path: Path) -> str:

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from churn_spark import tables
+from churn_spark.calibrate import Calibration
 from churn_spark.cli import main
 from churn_spark.config import Config, FeaturesConfig
 from churn_spark.errors import InputError
@@ -25,11 +26,11 @@ from churn_spark.explain import ReasonWriter, attributions
 from churn_spark.features import catalogue
 from churn_spark.report import top_reasons_in_words
 from churn_spark.score import Scorer, check_compatible, run_scoring
-from churn_spark.train.bundle import Bundle
-from churn_spark.train.preprocess import Preprocessing, to_arrays
+from churn_spark.train.bundle import Bundle, BoosterModel
+from churn_spark.train.preprocess import Preprocessing, raw_arrays, to_arrays
 from tests.builders import (
-    A, B, C, LAPSED, PREP, T1, T2, event, frame, lr_bundle, profile, scores_at, store_events, store_features,
-    store_legacy,
+    A, B, C, LAPSED, PREP, T1, T2, booster_bundle, event, frame, lr_bundle, profile, register, scores_at, store_events,
+    store_features, store_legacy,
 )
 
 
@@ -294,3 +295,79 @@ def test_an_empty_tracking_location_is_refused_in_one_line_and_left_uncreated(
         run_scoring(spark, at_empty, T1)
     assert list(empty.iterdir()) == []
     assert not tables.table_exists(spark, config, "churn_scores")
+
+
+# --- every model kind scores the same way: a LightGBM booster, calibration --------------------------
+
+def test_a_booster_scores_with_its_exact_contributions_as_reasons() -> None:
+    """LightGBM's per-feature contributions (``pred_contrib``) sum with its expected value to the
+    logit; the scorer's probability is the booster's own; A (last purchase 50 days ago, churn
+    by construction) has that as its first reason, B (10 days ago) not at all."""
+    bundle = booster_bundle()
+    rows = frame([A, B])
+    model = bundle.model()
+    logits, contributions = model.contributions(*raw_arrays(rows, PREP))
+    raw = model.booster.predict(BoosterModel.inputs(*raw_arrays(rows, PREP)), raw_score=True)
+    np.testing.assert_allclose(logits, raw, atol=1e-9)
+    out = Scorer(bundle).predict(rows)
+    np.testing.assert_allclose(out["churn_probability"], 1 / (1 + np.exp(-raw)), atol=1e-12)
+    np.testing.assert_array_equal(out["churn_probability"].to_numpy(), bundle.predict_proba(rows))
+    assert out["churn_probability"][0] > 0.9 > 0.1 > out["churn_probability"][1]
+    assert out["reason_features"][0][0] == "days_since_last_purchase"
+    assert out["top_reasons"][0][0] == "last purchase 50 days ago (typical 20)"
+    assert "days_since_last_purchase" not in out["reason_features"][1]
+    assert contributions[0, 0] > 0 > contributions[1, 0]
+
+
+def test_a_booster_reads_missing_and_unseen_values_as_missing() -> None:
+    """NaN numerics and a category never seen in training reach LightGBM as missing, never as a
+    value, and are never reasons; the bundle survives its bytes."""
+    bundle = Bundle.from_bytes(booster_bundle().to_bytes())
+    rows = frame([(50.0, 1, float("nan"), 50.0, 100.0, "platinum"), (50.0, 1, float("nan"), 50.0, 100.0, None)])
+    numeric, categories = raw_arrays(rows, PREP)
+    assert np.isnan(BoosterModel.inputs(numeric, categories)[:, [1, 3]]).all()
+    out = Scorer(bundle).predict(rows)
+    assert out["churn_probability"][0] == out["churn_probability"][1]
+    assert not {"purchases_trend_30d", "membership_level"} & {f for r in out["reason_features"] for f in r}
+
+
+def test_a_booster_over_other_features_is_refused() -> None:
+    bundle = booster_bundle()
+    other = Bundle(bundle.kind, bundle.state, Preprocessing({"spend_30d": (100.0, 50.0)}, {}))
+    with pytest.raises(InputError, match="the booster reads 4 features, the preprocessing state names 1"):
+        check_compatible(other, StructType([StructField("spend_30d", DoubleType())]), "test rows")
+
+
+def test_scores_are_calibrated_wherever_the_model_scores() -> None:
+    """A Platt calibration (slope 0.5, intercept -1) maps A's logit 5.3 to sigmoid(1.65), in the
+    scorer, the bundle and the probabilities-only path alike; the ranking is kept."""
+    bundle = lr_bundle()
+    bundle.calibration = Calibration("platt", slope=0.5, intercept=-1.0)
+    rows = frame([A, B, C])
+    expected = [sigmoid(0.5 * 5.3 - 1), sigmoid(0.5 * -4.7 - 1), sigmoid(0.5 * -0.6 - 1)]
+    assert Scorer(bundle).predict(rows)["churn_probability"].tolist() == pytest.approx(expected, abs=1e-6)
+    assert Scorer(bundle, reasons=0).predict(rows)["churn_probability"].tolist() == pytest.approx(expected, abs=1e-6)
+    assert bundle.predict_proba(rows).tolist() == pytest.approx(expected, abs=1e-6)
+    assert bundle.predict_proba(rows, calibrated=False).tolist() == pytest.approx(
+        [sigmoid(5.3), sigmoid(-4.7), sigmoid(-0.6)], abs=1e-6)
+    assert Bundle.from_bytes(bundle.to_bytes()).calibration == bundle.calibration
+
+
+@pytest.mark.slow
+def test_the_scoring_job_serves_a_registered_booster(spark: SparkSession, registered: Config, tmp_path: Path) -> None:
+    """A calibrated booster registered as a newer version is scored by the Spark job on both
+    paths (reasons through the pandas UDF, probabilities only through mapInArrow): the values of
+    the plain function, reasons included."""
+    bundle = booster_bundle()
+    bundle.calibration = Calibration("isotonic", knots_x=(0.0, 0.5, 1.0), knots_y=(0.1, 0.2, 0.8))
+    assert register(registered, bundle, tmp_path / "lightgbm.pt") == "2"
+    users = {"a": A, "b": B, "c": C, "l": LAPSED}
+    store_features(spark, registered, T1, users)
+    expected = Scorer(bundle).predict(frame(list(users.values())))
+    for reasons in (3, 0):
+        config = registered.model_copy(update={"score": registered.score.model_copy(update={"reasons": reasons})})
+        assert run_scoring(spark, config, T1, "2").model_version == "2"
+        got = scores_at(spark, config, T1)
+        np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
+        if reasons:
+            assert [list(r) for r in got["reason_features"]] == expected["reason_features"].tolist()

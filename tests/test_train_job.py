@@ -56,10 +56,35 @@ def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tu
 def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> None:
     _, result = trained
     models = result["metrics"]["models"]
-    assert {s["world_size"] for s in result["summaries"].values()} == {2}
+    networks = {kind: summary for kind, summary in result["summaries"].items() if kind != "lightgbm"}
+    assert set(networks) == {"lr", "mlp"} and {s["world_size"] for s in networks.values()} == {2}
     assert models["mlp"]["roc_auc"] > models["recency"]["roc_auc"] + 0.03
     assert models["lr"]["roc_auc"] > models["recency"]["roc_auc"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
+
+
+@pytest.mark.slow
+def test_the_champion_is_the_best_on_validation_whatever_its_kind(trained: tuple[Config, dict]) -> None:
+    """Every kind is a candidate; the registered version is the one of best validation ROC-AUC;
+    each is calibrated on validation (the method stored in its bundle and the report), and the
+    report gives each model's bootstrap 95% intervals and its ECE before calibration."""
+    config, result = trained
+    metrics = result["metrics"]
+    valid = metrics["valid_roc_auc"]
+    assert set(valid) == {"lr", "mlp", "lightgbm"} and metrics["champion"] == max(valid, key=valid.get)
+    mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
+    version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
+    assert version.tags["kind"] == metrics["champion"]
+    assert float(version.tags["valid_roc_auc"]) == pytest.approx(valid[metrics["champion"]])
+    for kind in valid:
+        values = metrics["models"][kind]
+        assert values["roc_auc_low"] < values["roc_auc"] < values["roc_auc_high"]
+        assert values["pr_auc_low"] < values["pr_auc"] < values["pr_auc_high"]
+        assert 0 <= values["ece_before"] <= 1
+        bundle = Bundle.load(f"{config.location('models')}/{result['run']}/{kind}.pt")
+        assert bundle.calibration.method == metrics["calibration"][kind]
+    assert version.tags["calibration"] == metrics["calibration"][metrics["champion"]]
+    assert result["summaries"]["lightgbm"]["trees"] >= 1
 
 
 @pytest.mark.slow
