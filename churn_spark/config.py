@@ -154,6 +154,9 @@ class TrainConfig(_Section):
 
     train_snapshots: list[dt.date] | None = None  # None: chosen from training_set (see split.py)
     valid_snapshots: list[dt.date] | None = None
+    # The share of users held out of training to validate, at every snapshot before the test
+    # (churn_spark/train/split.py says why); 0: validation is the validation snapshots' users.
+    valid_users: float = Field(0.25, ge=0, lt=1)
     test_snapshots: list[dt.date] | None = None
     models: list[Literal["lr", "mlp"]] = ["lr", "mlp"]
     launcher: Literal["single", "torchrun", "torchdistributor"] = "torchdistributor"

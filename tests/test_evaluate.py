@@ -68,3 +68,26 @@ def test_overlapping_split_is_refused_in_one_line() -> None:
         choose_split(DATES, 30, train=DATES[:2], valid=[DATES[5]], test=[DATES[6]])
     with pytest.raises(InputError, match="no train snapshot fits"):
         choose_split(DATES[-2:], 30)
+
+
+def test_validation_users_are_held_out_of_training_at_every_snapshot_before_the_test(spark) -> None:
+    users = [f"u{i:02d}" for i in range(40)]
+    rows = spark.createDataFrame([(u, d) for u in users for d in DATES[:3]] + [("u00", DATES[5])],
+                                 "user_id string, snapshot_date date")
+
+    def parts(split: Split) -> dict[tuple[str, dt.date], str | None]:
+        return {(r.user_id, r.snapshot_date): r.part
+                for r in rows.select("user_id", "snapshot_date", split.part().alias("part")).collect()}
+
+    by_users = parts(Split(train=(DATES[0],), valid=(DATES[1],), test=(DATES[2],), valid_users=0.5))
+    held = {u for u in users if by_users[(u, DATES[0])] == "valid"}
+    assert 10 <= len(held) <= 30  # about half, by a hash of user_id
+    for user in users:
+        assert by_users[(user, DATES[0])] == by_users[(user, DATES[1])] == ("valid" if user in held else "train")
+        assert by_users[(user, DATES[2])] == "test"
+    assert by_users[("u00", DATES[5])] is None  # in no part
+
+    by_snapshot = parts(Split(train=(DATES[0],), valid=(DATES[1],), test=(DATES[2],)))
+    assert {by_snapshot[(u, d)] for u in users for d in DATES[:3]} == {"train", "valid", "test"}
+    assert all(by_snapshot[(u, d)] == part for u in users
+               for d, part in zip(DATES[:3], ("train", "valid", "test"), strict=True))

@@ -59,8 +59,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     features = catalogue(config.features)
     numeric = [f.name for f in features if f.dtype != "string"]
     categorical = [f.name for f in features if f.dtype == "string"]
-    parts = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name))))
-             for name in ("train", "valid", "test")}
+    part = split.part()
+    parts = {name: training.where(part == name) for name in ("train", "valid", "test")}
     positives, negatives = _class_counts(training, split)
     prep = preprocess.fit(parts["train"], numeric, categorical)
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
@@ -108,10 +108,10 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
             raise InputError(f"{run_dir}: training run {name} did not complete; run churn-spark train "
                              f"(--resume continues it)")
     saved = json.loads(storage.read_text(storage.join(run_dir, "split.json"), config))
-    split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")))
+    split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")),
+                  saved.get("valid_users", 0.0))  # a run of an older churn-spark validated by snapshot
     training = tables.read_table(spark, config, "training_set")
-    rows = {name: training.where(F.col("snapshot_date").isin(list(getattr(split, name)))).toPandas()
-            for name in ("valid", "test")}
+    rows = {name: training.where(split.part() == name).toPandas() for name in ("valid", "test")}
     scores, before = {}, {}
     for kind in candidates(config):
         path = storage.join(run_dir, f"{kind}.pt")
@@ -137,7 +137,7 @@ def _split(training: DataFrame, config: Config) -> Split:
     available = [r.snapshot_date for r in training.select("snapshot_date").distinct().collect()]
     settings = config.train
     return choose_split(available, config.labels.horizon_days, settings.train_snapshots,
-                        settings.valid_snapshots, settings.test_snapshots)
+                        settings.valid_snapshots, settings.test_snapshots, settings.valid_users)
 
 
 LATEST = "LATEST"  # under models/: the name of the newest completed run
@@ -182,17 +182,15 @@ def _complete(config: Config, run_dir: str, version: str) -> None:
     storage.write_atomically(storage.join(config.location("models"), LATEST), name, config)
 
 
-def _split_json(split: Split) -> dict[str, list[str]]:
-    return {k: [str(d) for d in getattr(split, k)] for k in ("train", "valid", "test")}
+def _split_json(split: Split) -> dict[str, Any]:
+    return {**{k: [str(d) for d in getattr(split, k)] for k in ("train", "valid", "test")},
+            "valid_users": split.valid_users}
 
 
 def _class_counts(training: DataFrame, split: Split) -> tuple[int, int]:
-    """The training snapshots' positives and negatives, once every part is known to hold both
+    """The training part's positives and negatives, once every part is known to hold both
     classes (a one-class part leaves a loss, a threshold or a ROC-AUC undefined)."""
-    part = F.lit(None)
-    for name in ("test", "valid", "train"):
-        part = F.when(F.col("snapshot_date").isin(list(getattr(split, name))), name).otherwise(part)
-    rows = (training.select(part.alias("part"), "label").where(F.col("part").isNotNull()).groupBy("part")
+    rows = (training.select(split.part().alias("part"), "label").where(F.col("part").isNotNull()).groupBy("part")
             .agg(F.sum("label").alias("p"), F.count(F.lit(1)).alias("n")).collect())
     counts = {r["part"]: (int(r["p"] or 0), int(r["n"])) for r in rows}
     for name in ("train", "valid", "test"):

@@ -67,6 +67,7 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
             "learning_rate": settings.learning_rate, "seed": settings.seed, "threshold_rule": settings.threshold_rule,
             "horizon_days": config.labels.horizon_days, "train_snapshots": ",".join(map(str, split.train)),
             "valid_snapshots": ",".join(map(str, split.valid)), "test_snapshots": ",".join(map(str, split.test)),
+            "valid_users": split.valid_users,
         })
         for kind, summary in summaries.items():
             for row in summary.get("history", []):  # a network's epochs (a booster has none)
