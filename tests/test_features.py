@@ -79,6 +79,8 @@ EXPECTED_U1 = {
     "loyalty": {
         "repurchase_rate": 1 / 3, "purchase_gap_mean_days": 27.0, "purchase_gap_std_days": 9.0,
         "overdue_ratio": (714 / 1440) / 27,
+        # purchase days 01-05, 02-10, 02-28 (the purchase at T is not before T)
+        "repeat_purchase_days": 2, "purchase_span_days": 54.0, "first_purchase_age_days": 55.0,
     },
     "trends": {"sessions_trend_30d": 0.5, "purchases_trend_30d": 1 / 3, "spend_trend_30d": 20 / 30},
     "reviews": {
@@ -108,7 +110,7 @@ def rows(spark: SparkSession) -> dict[str, dict]:
 
 def test_catalogue_is_complete_and_families_are_covered() -> None:
     names = [f.name for f in catalogue(SETTINGS)]
-    assert len(names) == len(set(names)) == 80
+    assert len(names) == len(set(names)) == 83
     assert sum(len(v) for v in EXPECTED_U1.values()) == len(names)
     for family, expected in EXPECTED_U1.items():
         for name in expected:

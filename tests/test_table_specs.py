@@ -27,7 +27,7 @@ def test_every_table_has_a_declared_schema_and_partitioning(config: Config) -> N
     features = specs["training_set"].schema.fieldNames()
     assert features[:3] == ["user_id", "snapshot_date", "label"]
     assert features[3:] == specs["user_features"].schema.fieldNames()[2:]
-    assert len(features) == 3 + 80
+    assert len(features) == 3 + 83
     with pytest.raises(ValueError, match="unknown table 'nope'"):
         tables.table_spec(config, "nope")
 
