@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import optimize, special
 
+SUMMARIES = ("repeat_purchase_days", "purchase_span_days", "first_purchase_age_days")  # x, t_x, age
 LOG_BOUNDS = (-10.0, 10.0)  # on log r, log alpha, log a, log b
 NO_DROPOUT = 1e-3  # a fitted mean dropout probability below this: the no-dropout boundary
 MIN_CUSTOMERS = 10  # fewer customers with a purchase cannot fit four parameters

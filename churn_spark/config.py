@@ -178,6 +178,9 @@ class TrainConfig(_Section):
     # Fitted on the validation snapshot per model (churn_spark/calibrate.py); auto: chosen there.
     calibration: Literal["auto", "platt", "isotonic", "none"] = "auto"
     bootstrap: int = Field(1000, ge=0)  # resamples behind the report's 95% intervals (0: none)
+    # BG/NBD's P(alive), expected purchases and P(no purchase) as inputs of every model
+    # (churn_spark/btyd.py); fitted on the training split and in the report either way.
+    bgnbd_inputs: bool = True
 
     @field_validator("feed")
     @classmethod

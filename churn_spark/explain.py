@@ -191,6 +191,15 @@ def _formatter(name: str, meaning: str, typical: float, history: int) -> tuple[s
                                     f"(typical {_number(typical, 1)}x)"),
         "tenure_days": ("time as a customer",
                         lambda v: f"customer for {float(v):.0f} days (typical {_number(typical, 0)})"),
+        "bgnbd_p_alive": ("chance of still being a customer, by the buying rhythm (BG/NBD)",
+                          lambda v: f"{float(v):.0%} chance of still being a customer by their buying rhythm "
+                                    f"(typical {_share(typical)})"),
+        "bgnbd_p_no_purchase": ("chance of no purchase in the horizon, by the buying rhythm (BG/NBD)",
+                                lambda v: f"{float(v):.0%} chance of no purchase in the horizon by their buying "
+                                          f"rhythm (typical {_share(typical)})"),
+        "bgnbd_expected_purchases": ("expected purchases in the horizon, by the buying rhythm (BG/NBD)",
+                                     lambda v: f"{float(v):.1f} purchases expected in the horizon by their buying "
+                                               f"rhythm (typical {_number(typical, 1)})"),
         "days_since_first_event": ("time since the first event",
                                    lambda v: f"first event {float(v):.0f} days ago (typical {_number(typical, 0)})"),
     }

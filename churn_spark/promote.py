@@ -105,7 +105,7 @@ def _latest_matured(spark: SparkSession, config: Config, bundles: Iterable[Bundl
     features: list[str] = []
     for bundle in bundles:
         check_compatible(bundle, frame.schema, f"training_set at {day}")
-        features += [name for name in bundle.features if name not in features]
+        features += [name for name in bundle.inputs if name not in features]
     rows = frame.where(F.col("snapshot_date") == F.lit(day)).select("label", *features).toPandas()
     if rows["label"].nunique() < 2:
         raise InputError(f"training_set at {day}: every label is {rows['label'].iloc[0]}; "

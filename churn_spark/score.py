@@ -31,7 +31,7 @@ from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import features_at, read_inputs
 from churn_spark.train.bundle import Bundle
-from churn_spark.train.preprocess import CATEGORIES, NUMERIC, input_arrays, raw_arrays
+from churn_spark.train.preprocess import CATEGORIES, NUMERIC, derive, input_arrays, raw_arrays, with_derived
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Scorer:
         missing or not finite never stops the batch: a network reads it at its bound (see
         ``preprocess.standardise``), a booster as missing, and it is never a reason.
         """
+        features = derive(features, self.bundle.preprocessing)
         numeric, categories = raw_arrays(features, self.bundle.preprocessing)
         if self.reasons == 0:  # probabilities only: one forward pass, no contributions
             logits = self.model.logits(numeric, categories)
@@ -104,7 +105,7 @@ def score_users(features: DataFrame, bundle: Bundle, settings: FeaturesConfig, r
     A pure transform: the model travels in the UDF's closure as bytes and is loaded once per
     task (the iterator form), then applied to each Arrow batch of that task.
     """
-    payload, names = bundle.to_bytes(), bundle.features
+    payload, names = bundle.to_bytes(), bundle.inputs
 
     @F.pandas_udf(PREDICTION)  # type: ignore[call-overload]
     def _predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -151,7 +152,7 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
             columns = [batch.column(f.name) for f in kept.fields]
             yield pa.RecordBatch.from_arrays([*columns, pa.array(probability)], names=schema.fieldNames())
 
-    inputs = features.select(*keep, *input_arrays(bundle.preprocessing))
+    inputs = with_derived(features, bundle.preprocessing).select(*keep, *input_arrays(bundle.preprocessing))
     return inputs.mapInArrow(_predict, schema)
 
 
@@ -186,11 +187,12 @@ def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:
     """
     label = f"model version {bundle.version or '?'}"
     types = {f.name: f.dataType for f in schema.fields}
-    missing = [name for name in bundle.features if name not in types]
+    missing = [name for name in bundle.inputs if name not in types]
     if missing:
         raise InputError(f"{label} does not fit {where}: missing feature(s) {', '.join(missing)}")
-    wrong = [name for name in bundle.preprocessing.numeric if not isinstance(types[name], _NUMERIC_TYPES)]
-    wrong += [name for name in bundle.preprocessing.categorical if not isinstance(types[name], T.StringType)]
+    categorical = bundle.preprocessing.categorical
+    wrong = [name for name in bundle.inputs
+             if not isinstance(types[name], T.StringType if name in categorical else _NUMERIC_TYPES)]
     if wrong:
         raise InputError(f"{label} does not fit {where}: feature(s) of another type: {', '.join(wrong)}")
     try:

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from churn_spark import tables
+from churn_spark.btyd import BGNBD
 from churn_spark.config import Config
 from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
 from churn_spark.features import catalogue
@@ -131,6 +132,13 @@ T1, T2 = dt.date(2026, 3, 1), dt.date(2026, 3, 15)
 PREP = Preprocessing(
     numeric={"days_since_last_purchase": (20.0, 10.0), "purchases_trend_30d": (0.0, 0.5), "spend_30d": (100.0, 50.0)},
     categorical={"membership_level": ["gold", "silver"]},
+)
+# PREP and BG/NBD inputs from hand parameters (r = alpha = a = 1, b = 2, horizon 4 days; see test_btyd)
+BGNBD_PREP = Preprocessing(
+    numeric={**PREP.numeric, "bgnbd_p_alive": (0.5, 0.25), "bgnbd_expected_purchases": (1.0, 0.5),
+             "bgnbd_p_no_purchase": (0.5, 0.25)},
+    categorical=PREP.categorical,
+    bgnbd={"model": BGNBD(r=1.0, alpha=1.0, a=1.0, b=2.0).to_dict(), "horizon": 4, "inputs": True},
 )
 FEATURE_COLUMNS = ("user_id string, snapshot_date date, days_since_last_purchase double, purchase_seen int, "
                    "purchases_trend_30d double, spend_30d double, spend_90d double, membership_level string")

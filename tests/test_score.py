@@ -25,12 +25,12 @@ from churn_spark.errors import InputError
 from churn_spark.explain import ReasonWriter, attributions
 from churn_spark.features import catalogue
 from churn_spark.report import top_reasons_in_words
-from churn_spark.score import Scorer, check_compatible, run_scoring
+from churn_spark.score import Scorer, check_compatible, run_scoring, score_probabilities, score_users
 from churn_spark.train.bundle import Bundle, BoosterModel
 from churn_spark.train.preprocess import Preprocessing, raw_arrays, to_arrays
 from tests.builders import (
-    A, B, C, LAPSED, PREP, T1, T2, booster_bundle, event, frame, lr_bundle, profile, register, scores_at, store_events,
-    store_features, store_legacy,
+    A, B, C, BGNBD_PREP, LAPSED, PREP, T1, T2, booster_bundle, event, frame, lr_bundle, profile, register, scores_at,
+    store_events, store_features, store_legacy,
 )
 
 
@@ -371,3 +371,28 @@ def test_the_scoring_job_serves_a_registered_booster(spark: SparkSession, regist
         np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
         if reasons:
             assert [list(r) for r in got["reason_features"]] == expected["reason_features"].tolist()
+
+
+def test_bgnbd_inputs_are_derived_wherever_the_model_scores(spark: SparkSession) -> None:
+    """A model whose preprocessing derives BG/NBD inputs reads each user's purchase summaries;
+    Spark's two paths (reasons, arrays) derive them as the plain function does."""
+    bundle = lr_bundle(BGNBD_PREP, weights=(1.0, -2.0, -0.5, -3.0, 0.0, 2.0))
+    summaries = [(1, 1.0, 3.0), (0, 0.0, 3.0), (1, 1.0, 3.0)]  # x, t_x, age
+    rows = frame([A, B, C]).assign(user_id=["a", "b", "c"], **{
+        name: [s[i] for s in summaries] for i, name in enumerate(
+            ("repeat_purchase_days", "purchase_span_days", "first_purchase_age_days"))})
+    assert bundle.preprocessing.columns() == [*PREP.numeric, "repeat_purchase_days", "purchase_span_days",
+                                              "first_purchase_age_days", "membership_level"]
+    expected = Scorer(bundle).predict(rows)
+    # a: P(alive) 1/3 and P(no purchase in 4 days) 2/3 + 1/3 * 1/4 = 3/4 (test_btyd's hand values)
+    z = {"bgnbd_p_alive": (1 / 3 - 0.5) / 0.25, "bgnbd_p_no_purchase": (0.75 - 0.5) / 0.25}
+    logit_a = -1 + 1.0 * 3 - 2.0 * (-1.2) - 0.5 * (-1) + 0.4 - 3.0 * z["bgnbd_p_alive"] + 2.0 * z["bgnbd_p_no_purchase"]
+    assert expected["churn_probability"][0] == pytest.approx(sigmoid(logit_a))
+    assert "bgnbd_p_alive" in expected["reason_features"][0]
+
+    features = spark.createDataFrame(rows)
+    with_reasons = score_users(features, bundle, FeaturesConfig(), 3).orderBy("user_id").toPandas()
+    np.testing.assert_allclose(with_reasons["churn_probability"], expected["churn_probability"], rtol=1e-12)
+    assert [list(r) for r in with_reasons["top_reasons"]] == expected["top_reasons"].tolist()
+    arrays = score_probabilities(features, bundle, ["user_id"]).orderBy("user_id").toPandas()
+    np.testing.assert_allclose(arrays["churn_probability"], expected["churn_probability"], rtol=1e-12)

@@ -61,6 +61,7 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
     assert models["mlp"]["roc_auc"] > models["recency"]["roc_auc"] + 0.03
     assert models["lr"]["roc_auc"] > models["recency"]["roc_auc"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
+    assert 0.5 < models["bgnbd"]["roc_auc"] < models["lightgbm"]["roc_auc"]  # the buy-till-you-die reference
 
 
 @pytest.mark.slow
@@ -177,8 +178,9 @@ def test_a_refused_train_creates_nothing_and_leaves_latest(
     (models / "20260101T000000" / "complete.json").write_text("{}")
     (models / "LATEST").write_text("20260101T000000")
     before = _listing(Path(small.lakehouse))
-    line = ("train: the train snapshots (2026-01-01, 2026-02-05) hold one class only (12 users, none churned); "
-            "label more snapshot dates")
+    # validation users are held out (3 of the 18 rows) at the validation snapshot 2026-03-12 too
+    line = ("train: the train snapshots (2026-01-01, 2026-02-05, 2026-03-12) hold one class only (15 users, none "
+            "churned); label more snapshot dates")
 
     with pytest.raises(InputError) as refused:
         run_training(spark, small)

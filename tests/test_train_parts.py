@@ -8,6 +8,7 @@ import torch
 from pyspark.sql import Row, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from churn_spark import btyd
 from churn_spark.train import preprocess
 from churn_spark.train.model import build_model
 
@@ -25,6 +26,41 @@ def test_preprocessing_is_fitted_on_training_rows_and_applied_anywhere(spark: Sp
                                  "user_id string, spend double, flat double, level string")
     assertDataFrameEqual(preprocess.apply(test, prep, keep=("user_id",)),
                          [Row("u1", 0.0, 2.0, 2), Row("u2", 1.0, 0.0, preprocess.UNKNOWN)])
+
+
+def test_bgnbd_is_fitted_on_training_rows_and_its_inputs_derived_alike_in_spark_and_pandas(
+    spark: SparkSession,
+) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.poisson(3, 40)
+    t_x = np.where(x > 0, rng.uniform(0, 150, 40).round(), 0.0)
+    age = np.where(rng.random(40) < 0.9, t_x + rng.uniform(1, 30, 40).round(), 0.0)  # a few never bought
+    x, t_x = np.where(age > 0, x, 0), np.where(age > 0, t_x, 0.0)
+    rows = [(f"u{i:02d}", float(i), int(x[i]), float(t_x[i]), float(age[i]), "gold" if i % 2 else "basic")
+            for i in range(40)]
+    train = spark.createDataFrame(rows, "user_id string, spend double, repeat_purchase_days int, "
+                                        "purchase_span_days double, first_purchase_age_days double, level string")
+    prep = preprocess.fit(train, ["spend", *btyd.SUMMARIES], ["level"], horizon=90)
+    model = btyd.fit(x, t_x, age)
+    assert prep.bgnbd == {"model": model.to_dict(), "horizon": 90, "inputs": True}
+    assert list(prep.numeric) == ["spend", *btyd.SUMMARIES, *preprocess.BGNBD_INPUTS]
+    assert prep.columns() == ["spend", *btyd.SUMMARIES, "level"]
+    assert preprocess.Preprocessing.from_dict(prep.to_dict()) == prep
+
+    pandas = train.toPandas()
+    derived = preprocess.derive(pandas, prep)
+    np.testing.assert_allclose(derived["bgnbd_p_alive"], model.p_alive(x, t_x, age))
+    np.testing.assert_allclose(derived["bgnbd_expected_purchases"], model.expected_purchases(90, x, t_x, age))
+    np.testing.assert_allclose(derived["bgnbd_p_no_purchase"], model.p_no_purchase(90, x, t_x, age))
+    assert prep.numeric["bgnbd_p_alive"] == pytest.approx((derived["bgnbd_p_alive"].mean(),
+                                                           derived["bgnbd_p_alive"].std(ddof=0)))
+    in_spark = preprocess.apply(train, prep, keep=("user_id",)).orderBy("user_id").toPandas()
+    np.testing.assert_allclose(in_spark[list(prep.numeric)].to_numpy(), preprocess.to_arrays(pandas, prep)[0],
+                               rtol=1e-6, atol=1e-6)
+
+    off = preprocess.fit(train, ["spend", *btyd.SUMMARIES], ["level"], horizon=90, bgnbd_inputs=False)
+    assert off.derived() == () and list(off.numeric) == ["spend", *btyd.SUMMARIES]
+    assert off.bgnbd == {**prep.bgnbd, "inputs": False}  # still fitted: the report's reference
 
 
 def test_spark_arrays_standardised_have_the_values_of_the_pandas_preprocessing(spark: SparkSession) -> None:

@@ -40,7 +40,14 @@ class Bundle:
 
     @property
     def features(self) -> list[str]:
+        """The model's inputs, in order (BG/NBD's derived ones included)."""
         return [*self.preprocessing.numeric, *self.preprocessing.categorical]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The feature columns a row must hold to be scored (``features`` less the derived ones,
+        plus what they are derived from)."""
+        return self.preprocessing.columns()
 
     def save(self, path: str, config: storage.Where = None) -> None:
         """Write the bundle to ``path`` (a path or URI), whole or not at all."""

@@ -62,7 +62,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     part = split.part()
     parts = {name: training.where(part == name) for name in ("train", "valid", "test")}
     positives, negatives = _class_counts(training, split)
-    prep = preprocess.fit(parts["train"], numeric, categorical)
+    prep = preprocess.fit(parts["train"], numeric, categorical, config.labels.horizon_days, config.train.bgnbd_inputs)
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
     cache = config.location("cache")  # a URI every training rank can read, wherever it runs
     converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
@@ -121,10 +121,15 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
         model = bundle.model()
         scores[kind] = {name: bundle.predict_proba(part, model) for name, part in rows.items()}
         before[kind] = bundle.predict_proba(rows["test"], model, calibrated=False)
-    # The reference to beat: days since the last purchase, scaled to [0, 1] (only its order matters).
+    # The references to beat: days since the last purchase, scaled to [0, 1] (only its order
+    # matters), and BG/NBD's probability of no purchase in the horizon, fitted on the training part.
     history = float(config.features.history_days)
     scores["recency"] = {name: np.minimum(part["days_since_last_purchase"].to_numpy(float) / history, 1.0)
                          for name, part in rows.items()}
+    state = bundle.preprocessing.bgnbd  # one fit per run, in every bundle (None: too few buyers)
+    if state is not None:
+        scores["bgnbd"] = {name: preprocess.bgnbd_inputs(state, part)["bgnbd_p_no_purchase"].to_numpy()
+                           for name, part in rows.items()}
     return _report(config, split, rows, scores, before, run_dir)
 
 
@@ -196,7 +201,7 @@ def _class_counts(training: DataFrame, split: Split) -> tuple[int, int]:
     for name in ("train", "valid", "test"):
         positives, total = counts.get(name, (0, 0))
         if positives in (0, total):
-            dates = ", ".join(map(str, getattr(split, name)))
+            dates = ", ".join(map(str, split.dates(name)))
             held = "no users" if total == 0 else f"{total} users, {'all' if positives else 'none'} churned"
             raise InputError(f"train: the {name} snapshots ({dates}) hold one class only ({held}); "
                              f"label more snapshot dates")

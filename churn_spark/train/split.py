@@ -33,6 +33,12 @@ class Split:
     test: tuple[dt.date, ...]
     valid_users: float = 0.0  # the share of users held out of training to validate (0: split by snapshot only)
 
+    def dates(self, part: str) -> tuple[dt.date, ...]:
+        """The snapshots whose rows ``part`` ("train", "valid" or "test") draws from."""
+        if part != "test" and self.valid_users:
+            return self.train + self.valid
+        return getattr(self, part)
+
     def part(self) -> Column:
         """The part a ``training_set`` row belongs to: "train", "valid", "test", or null (unused).
 

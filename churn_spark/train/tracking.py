@@ -114,8 +114,8 @@ def register_bundle(config: Config, path: str | os.PathLike[str], tags: dict[str
 def _signature(bundle: Bundle) -> ModelSignature:
     """Raw feature rows in (numerics and category text), ``churn_probability`` out; Unity
     Catalog's registry requires a signature."""
-    inputs = [ColSpec("double", name) for name in bundle.preprocessing.numeric]
-    inputs += [ColSpec("string", name) for name in bundle.preprocessing.categorical]
+    categorical = bundle.preprocessing.categorical
+    inputs = [ColSpec("string" if name in categorical else "double", name) for name in bundle.inputs]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "churn_probability")]))
 
 
