@@ -191,6 +191,15 @@ def _formatter(name: str, meaning: str, typical: float, history: int) -> tuple[s
                                     f"(typical {_number(typical, 1)}x)"),
         "tenure_days": ("time as a customer",
                         lambda v: f"customer for {float(v):.0f} days (typical {_number(typical, 0)})"),
+        "repeat_purchase_days": (f"days with a repeat purchase in the last {history} days",
+                                 lambda v: f"bought again on {float(v):.0f} days in the last {history} days "
+                                           f"(typical {_number(typical, 0)})"),
+        "purchase_span_days": (f"time between the first and the last purchase in the last {history} days",
+                               lambda v: f"{float(v):.0f} days between the first and the last purchase in the last "
+                                         f"{history} days (typical {_number(typical, 0)})"),
+        "first_purchase_age_days": (f"time since the first purchase in the last {history} days",
+                                    lambda v: f"first purchase in the last {history} days made {float(v):.0f} days "
+                                              f"ago (typical {_number(typical, 0)})"),
         "bgnbd_p_alive": ("chance of still being a customer, by the buying rhythm (BG/NBD)",
                           lambda v: f"{float(v):.0%} chance of still being a customer by their buying rhythm "
                                     f"(typical {_share(typical)})"),

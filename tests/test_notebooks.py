@@ -83,6 +83,7 @@ def test_online_retail_walkthrough_on_the_real_file(spark: SparkSession, tmp_pat
     models = metrics["models"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
     assert models["mlp"]["roc_auc"] > 0.7 and models["lr"]["roc_auc"] > 0.7
+    assert models["bgnbd"]["roc_auc"] > models["recency"]["roc_auc"] + 0.05  # 0.73 vs 0.60 in the README's run
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
              if line.startswith("|")]
     names = {f.name for f in catalogue(config.features)}
