@@ -34,7 +34,8 @@ CORE = [
     # Review sentiment: models that ship inside the packages (nothing downloaded at run time).
     "vaderSentiment==3.3.2",
     "snownlp==0.12.3",
-    # Training, evaluation and tracking.
+    # Training, evaluation and tracking (scipy: BG/NBD's likelihood and hypergeometric function).
+    "scipy>=1.11",
     "scikit-learn>=1.4,<1.8",
     "lightgbm>=4.3,<5",
     "mlflow-skinny>=2.14,<4",
