@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from churn_spark.calibrate import Calibration, choose_method, fit_calibration, out_of_fold_brier
-from churn_spark.evaluate import bootstrap_interval, expected_calibration_error
+from churn_spark.evaluate import bootstrap_intervals, expected_calibration_error
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -80,11 +80,27 @@ def test_one_class_validation_rows_are_refused() -> None:
         fit_calibration(np.array([1, 1, 1]), np.array([0.2, 0.5, 0.9]))
 
 
-def test_bootstrap_interval_brackets_the_metric_and_collapses_on_a_perfect_ranking() -> None:
+def test_bootstrap_intervals_equal_sklearn_on_the_same_resamples() -> None:
+    """Counts per user at once give what sklearn gives on each resample's rows, ties included."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    generator = np.random.default_rng(3)
+    labels = (generator.random(90) < 0.3).astype(int)
+    scores = np.round(generator.random(90), 1)  # ten distinct scores: many ties
+    rows = np.random.default_rng(5).integers(0, 90, (200, 90))  # the function's own draws
+    got = bootstrap_intervals(labels, scores, resamples=200, seed=5)
+    for name, metric in (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score)):
+        expected = np.quantile([metric(labels[r], scores[r]) for r in rows], [0.025, 0.975])
+        assert got[name] == pytest.approx(tuple(expected), abs=1e-12), name
+
+
+def test_bootstrap_intervals_bracket_the_metric_and_collapse_on_a_perfect_ranking() -> None:
     from sklearn.metrics import roc_auc_score
 
     labels, scores = overconfident(2_000)
-    low, high = bootstrap_interval(labels, scores, roc_auc_score, resamples=300)
+    low, high = bootstrap_intervals(labels, scores, resamples=300)["roc_auc"]
     point = roc_auc_score(labels, scores)
     assert low < point < high and 0.01 < high - low < 0.06
-    assert bootstrap_interval(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), roc_auc_score, 50) == (1.0, 1.0)
+    assert bootstrap_intervals(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), 50) == {
+        "roc_auc": (1.0, 1.0), "pr_auc": (1.0, 1.0)}
+    assert np.isnan(bootstrap_intervals(np.array([1, 1]), np.array([0.1, 0.2]), 20)["roc_auc"]).all()  # one class
