@@ -101,7 +101,7 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
     assert events_log.rows_read == stored + events_log.duplicates_skipped + events_log.quarantined
     assert 0 < quarantined <= events_log.quarantined
     metrics = json.loads((tmp_path / "lakehouse" / "reports" / "latest" / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency", "bgnbd"}
+    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
     scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
     users = read_table(spark, config, "user_features").groupBy("snapshot_date").count()
     assert [tuple(r) for r in scored.collect()] == [tuple(r) for r in users.orderBy("snapshot_date").collect()[-2:]]

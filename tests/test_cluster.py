@@ -127,7 +127,7 @@ def test_training_ran_two_ddp_ranks_as_barrier_tasks_on_the_executors(cluster_ru
     assert sorted((t["Executor ID"], t["Failed"]) for t in tasks) == [("0", False), ("0", False),
                                                                      ("1", False), ("1", False)]
     metrics = json.loads(cluster_run.read("reports/latest/metrics.json"))
-    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency", "bgnbd"}
+    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
 
 
 def test_no_table_or_training_cache_was_written_to_a_local_disk(cluster_run: ClusterRun) -> None:

@@ -103,7 +103,7 @@ def test_model_run_and_reports_are_in_the_bucket(store_run: StoreRun) -> None:
                                                                                      "mlp": (2, "cpu")}
     metrics = json.loads(client.get_object(Bucket=store.bucket, Key="churn/reports/latest/metrics.json")["Body"]
                          .read())
-    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "recency", "bgnbd"}
+    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
     report = client.get_object(Bucket=store.bucket, Key="churn/reports/manager.html")["Body"].read().decode()
     assert "Top alert reasons" in report
 

@@ -26,7 +26,7 @@ from churn_spark.explain import ReasonWriter, attributions
 from churn_spark.features import catalogue
 from churn_spark.report import top_reasons_in_words
 from churn_spark.score import Scorer, check_compatible, run_scoring, score_probabilities, score_users
-from churn_spark.train.bundle import Bundle, BoosterModel
+from churn_spark.train.bundle import ENSEMBLE, Bundle, BoosterModel
 from churn_spark.train.preprocess import Preprocessing, raw_arrays, to_arrays
 from tests.builders import (
     A, B, C, BGNBD_PREP, LAPSED, PREP, T1, T2, booster_bundle, event, frame, lr_bundle, profile, register, scores_at,
@@ -351,6 +351,30 @@ def test_scores_are_calibrated_wherever_the_model_scores() -> None:
     assert bundle.predict_proba(rows, calibrated=False).tolist() == pytest.approx(
         [sigmoid(5.3), sigmoid(-4.7), sigmoid(-0.6)], abs=1e-6)
     assert Bundle.from_bytes(bundle.to_bytes()).calibration == bundle.calibration
+
+
+def test_an_ensemble_scores_the_mean_of_its_calibrated_members_with_their_mean_contributions() -> None:
+    """An LR under Platt (slope 0.5, intercept -1) and the booster: the ensemble's probability is
+    the mean of theirs, calibrated; its contributions the mean of theirs; the scorer (both
+    paths) and the bundle agree, and the bundle survives its bytes."""
+    lr, booster = lr_bundle(), booster_bundle()
+    lr.calibration = Calibration("platt", slope=0.5, intercept=-1.0)
+    rows = frame([A, B, C])
+    ensemble = Bundle.from_bytes(Bundle.ensemble([lr, booster]).to_bytes())
+    assert ensemble.kind == ENSEMBLE and ensemble.features == lr.features
+    members = [np.array([sigmoid(0.5 * z - 1) for z in (5.3, -4.7, -0.6)]), booster.predict_proba(rows)]
+    expected = (members[0] + members[1]) / 2
+    np.testing.assert_allclose(ensemble.predict_proba(rows), expected, atol=1e-9)
+    ensemble.calibration = Calibration("platt", slope=2.0, intercept=0.5)  # its own calibration comes on top
+    calibrated = 1 / (1 + np.exp(-(2.0 * np.log(expected / (1 - expected)) + 0.5)))
+    np.testing.assert_allclose(ensemble.predict_proba(rows), calibrated, atol=1e-9)
+    _, contributions = ensemble.model().contributions(*raw_arrays(rows, PREP))
+    parts = [bundle.model().contributions(*raw_arrays(rows, PREP))[1] for bundle in (lr, booster)]
+    np.testing.assert_allclose(contributions, (parts[0] + parts[1]) / 2, atol=1e-9)
+    for reasons in (3, 0):
+        np.testing.assert_allclose(Scorer(ensemble, reasons=reasons).predict(rows)["churn_probability"],
+                                   ensemble.predict_proba(rows), atol=1e-12)
+    assert Scorer(ensemble).predict(rows)["reason_features"][0][0] == "days_since_last_purchase"
 
 
 @pytest.mark.slow

@@ -62,6 +62,7 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
     assert models["lr"]["roc_auc"] > models["recency"]["roc_auc"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
     assert 0.5 < models["bgnbd"]["roc_auc"] < models["lightgbm"]["roc_auc"]  # the buy-till-you-die reference
+    assert models["ensemble"]["roc_auc"] > models["recency"]["roc_auc"] + 0.03  # the calibrated models averaged
 
 
 @pytest.mark.slow
@@ -72,7 +73,7 @@ def test_the_champion_is_the_best_on_validation_whatever_its_kind(trained: tuple
     config, result = trained
     metrics = result["metrics"]
     valid = metrics["valid_roc_auc"]
-    assert set(valid) == {"lr", "mlp", "lightgbm"} and metrics["champion"] == max(valid, key=valid.get)
+    assert set(valid) == {"lr", "mlp", "lightgbm", "ensemble"} and metrics["champion"] == max(valid, key=valid.get)
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
     version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
     assert version.tags["kind"] == metrics["champion"]

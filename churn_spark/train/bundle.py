@@ -11,6 +11,7 @@ pyfunc and the stream call nothing kind-specific.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,8 @@ from churn_spark.train.model import MODELS, build_model
 from churn_spark.train.preprocess import Preprocessing, raw_arrays, standardise
 
 BOOSTER = "lightgbm"  # the kind of a LightGBM bundle: its state is {"model": the booster as text}
-KINDS = (*MODELS, BOOSTER)
+ENSEMBLE = "ensemble"  # the average of a run's calibrated models: its state is {"members": [their bundles' bytes]}
+KINDS = (*MODELS, BOOSTER, ENSEMBLE)
 
 
 @dataclass
@@ -79,7 +81,13 @@ class Bundle:
         saved = torch.load(io.BytesIO(storage.read_bytes(path, config)), map_location="cpu", weights_only=False)
         return cls(kind, saved["model"], preprocessing)
 
-    def model(self) -> NetworkModel | BoosterModel:
+    @classmethod
+    def ensemble(cls, members: Sequence[Bundle]) -> Bundle:
+        """The average of ``members``' calibrated probabilities as a bundle of its own; the
+        members come from one run, so they read one preprocessing."""
+        return cls(ENSEMBLE, {"members": [member.to_bytes() for member in members]}, members[0].preprocessing)
+
+    def model(self) -> NetworkModel | BoosterModel | EnsembleModel:
         """The trained model, loaded on the CPU.
 
         Raises
@@ -89,6 +97,8 @@ class Bundle:
         """
         if self.kind == BOOSTER:
             return BoosterModel(self.state["model"], self.preprocessing)
+        if self.kind == ENSEMBLE:
+            return EnsembleModel([Bundle.from_bytes(member) for member in self.state["members"]])
         if self.kind not in MODELS:
             raise ValueError(f"model: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         return NetworkModel(self.network(), self.preprocessing)
@@ -104,7 +114,7 @@ class Bundle:
         """The model's logits as calibrated churn probabilities (float64), computed once, one way."""
         return self.calibration.apply(sigmoid(logits))
 
-    def predict_proba(self, rows: pd.DataFrame, model: NetworkModel | BoosterModel | None = None,
+    def predict_proba(self, rows: pd.DataFrame, model: NetworkModel | BoosterModel | EnsembleModel | None = None,
                       calibrated: bool = True) -> np.ndarray:
         """Churn probabilities of raw feature rows (pandas), on the CPU; ``calibrated=False``
         for the model's own (the report's "before calibration")."""
@@ -114,6 +124,12 @@ class Bundle:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype="float64")))
+
+
+def logit(probabilities: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """``sigmoid``'s inverse, finite at 0 and 1 (an isotonic map reaches both)."""
+    p = np.clip(np.asarray(probabilities, dtype="float64"), eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
 
 
 class NetworkModel:
@@ -174,3 +190,21 @@ class BoosterModel:
             return np.zeros(0), np.zeros((0, self.booster.num_feature()))
         shap = np.asarray(self._predict(numeric, categories, pred_contrib=True), dtype="float64")
         return shap.sum(axis=1), shap[:, :-1]  # the last column is the expected value
+
+
+class EnsembleModel:
+    """The mean of its members' calibrated probabilities, as a logit. Its contributions are the
+    mean of the members' (each on its own logit scale): a reason is what pushes the members,
+    on average, towards churn."""
+
+    def __init__(self, members: Sequence[Bundle]) -> None:
+        self.members = [(member, member.model()) for member in members]
+
+    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        return logit(np.mean([member.probabilities(model.logits(numeric, categories))
+                              for member, model in self.members], axis=0))
+
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [(member, *model.contributions(numeric, categories)) for member, model in self.members]
+        probabilities = np.mean([member.probabilities(logits) for member, logits, _ in parts], axis=0)
+        return logit(probabilities), np.mean([contributions for _, _, contributions in parts], axis=0)

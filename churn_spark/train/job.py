@@ -1,6 +1,7 @@
 """The train job: split by time, preprocess in Spark, train each network with DDP, fit LightGBM
-on the same split, calibrate each on the validation snapshot, evaluate all on the test snapshot,
-and register the champion: the model with the best validation ROC-AUC, whatever its kind."""
+on the same split, calibrate each on the validation snapshot, average the calibrated models
+(the ensemble, calibrated in turn), evaluate all on the test snapshot, and register the
+champion: the model with the best validation ROC-AUC, whatever its kind."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from churn_spark.errors import InputError
 from churn_spark.evaluate import choose_threshold, write_report
 from churn_spark.features import catalogue
 from churn_spark.train import preprocess
-from churn_spark.train.bundle import BOOSTER, Bundle, BoosterModel
+from churn_spark.train.bundle import BOOSTER, ENSEMBLE, Bundle, BoosterModel
 from churn_spark.train.distributed import launch
 from churn_spark.train.split import Split, choose_split
 
@@ -69,7 +70,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
         max(2, config.train.num_processes)), cache, feed=config.train.feed,
         storage_options=storage.storage_options(cache, config)) for name in ("train", "valid")}
     valid_rows = parts["valid"].toPandas()
-    summaries = {}
+    summaries, members = {}, []
     try:
         for kind in config.train.models:
             params = _params(config, kind, prep, converters, run_dir, positives, negatives, resume)
@@ -77,14 +78,19 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
             summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
                                         config.train.local_mode), "seconds": time.perf_counter() - began}
             bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config)
-            _calibrate(bundle, valid_rows, config).save(storage.join(run_dir, f"{kind}.pt"), config)
+            members.append(_calibrate(bundle, valid_rows, config))
+            members[-1].save(storage.join(run_dir, f"{kind}.pt"), config)
     finally:
         for converter in converters.values():
             converter.delete()
     began = time.perf_counter()
     booster = _fit_lightgbm(parts["train"], valid_rows, prep, config)
     summaries[BOOSTER] = {"seconds": time.perf_counter() - began, "trees": booster.state["trees"]}
-    _calibrate(booster, valid_rows, config).save(storage.join(run_dir, f"{BOOSTER}.pt"), config)
+    members.append(_calibrate(booster, valid_rows, config))
+    members[-1].save(storage.join(run_dir, f"{BOOSTER}.pt"), config)
+    if ENSEMBLE in candidates(config):
+        ensemble = _calibrate(Bundle.ensemble(members), valid_rows, config)
+        ensemble.save(storage.join(run_dir, f"{ENSEMBLE}.pt"), config)
     # What really ran (world size, device, epochs, seconds), beside the configuration that asked for it.
     storage.write_text(storage.join(run_dir, "training.json"), json.dumps(summaries, indent=2), config)
     metrics = evaluate_run(spark, config, run_dir)
@@ -115,6 +121,8 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
     scores, before = {}, {}
     for kind in candidates(config):
         path = storage.join(run_dir, f"{kind}.pt")
+        if kind == ENSEMBLE and not storage.exists(path, config):
+            continue  # a run of a churn-spark from before the ensemble: its models stand on their own
         if not storage.exists(path, config):
             raise InputError(f"{run_dir}: no {kind}.pt (a run of an older churn-spark?); run churn-spark train")
         bundle = Bundle.load(path, config)
@@ -134,8 +142,10 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
 
 
 def candidates(config: Config) -> list[str]:
-    """The kinds a run trains, each a candidate champion: the configured networks and LightGBM."""
-    return [*config.train.models, BOOSTER]
+    """The kinds a run trains, each a candidate champion: the configured networks, LightGBM,
+    and the ensemble of them all (where there are two or more)."""
+    kinds = [*config.train.models, BOOSTER]
+    return [*kinds, ENSEMBLE] if len(kinds) > 1 else kinds
 
 
 def _split(training: DataFrame, config: Config) -> Split:
