@@ -41,6 +41,8 @@ CORE = [
     "mlflow-skinny>=2.14,<4",
     "matplotlib>=3.8,<3.11",
     "torchmetrics>=1.3,<2",
+    # churn-spark tune: TPE and median pruning (the Databricks ML runtimes ship it).
+    "optuna>=3.5,<5",
 ]
 
 # For a Python environment without Spark. delta-spark pins pyspark to the minor lines its jars

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", parents=[common], help="train LR, MLP (DDP) and LightGBM; evaluate; MLflow")
     train.add_argument("--resume", action="store_true", help="continue the latest run from its checkpoints")
 
+    commands.add_parser("tune", parents=[common], help="search each network's learning rate, weight decay and "
+                                                       "batch size (Optuna); train then uses the best")
     commands.add_parser("evaluate", parents=[common], help="re-evaluate the latest training run")
 
     score = commands.add_parser("score", parents=[common], help="score every user at a date; alerts; summary")
@@ -252,6 +254,11 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
         result = run_training(spark, config, resume=args.resume)
         _print_metrics(result["metrics"])
         print(f"run {result['run']}; registered {config.mlflow.model_name} version {result['version']}")
+    elif args.command == "tune":
+        from churn_spark.train.tune import run_tuning
+
+        for search in run_tuning(spark, config):
+            print(search.line())
     elif args.command in ("score", "alerts"):
         from churn_spark.alerts import rewrite_exports, run_alerts
         from churn_spark.score import run_scoring

@@ -181,6 +181,9 @@ class TrainConfig(_Section):
     # BG/NBD's P(alive), expected purchases and P(no purchase) as inputs of every model
     # (churn_spark/btyd.py); fitted on the training split and in the report either way.
     bgnbd_inputs: bool = True
+    # Each network trains with the best learning rate, weight decay and batch size churn-spark tune
+    # found for it (models/tuned.json under the lakehouse) instead of the values above.
+    use_tuned: bool = True
 
     @field_validator("feed")
     @classmethod
@@ -191,6 +194,40 @@ class TrainConfig(_Section):
         if problem:
             raise ValueError(f"petastorm cannot be imported here ({problem}); set train.feed to arrow or auto")
         return feed
+
+
+class TuneConfig(_Section):
+    """``churn-spark tune``: Optuna's TPE over each network's learning rate, weight decay and batch
+    size, each trial a training run through ``train.launcher``, trials that trail the median of
+    earlier ones at the same epoch (validation PR-AUC) stopped early.
+
+    Time-boxed: no trial starts after ``timeout_minutes`` (shared by the kinds searched), and at
+    most ``trials`` run per kind.
+    """
+
+    models: list[Literal["lr", "mlp"]] | None = None  # None: train.models
+    trials: int = Field(20, ge=1)  # per kind
+    timeout_minutes: float = Field(60.0, gt=0)
+    seed: int = 0  # TPE's draws
+    startup_trials: int = Field(5, ge=0)  # trials that run to the end before any is pruned (per kind)
+    warmup_epochs: int = Field(1, ge=0)  # epochs of each trial before it can be pruned
+    learning_rate: tuple[float, float] = (1e-4, 3e-2)  # searched on a log scale
+    weight_decay: tuple[float, float] = (1e-7, 1e-2)  # log scale
+    batch_size: list[int] = [128, 256, 512, 1024]
+
+    @field_validator("learning_rate", "weight_decay")
+    @classmethod
+    def _a_range(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < bounds[0] < bounds[1]:
+            raise ValueError(f"a range [low, high] with 0 < low < high, got {list(bounds)}")
+        return bounds
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, sizes: list[int]) -> list[int]:
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"one or more batch sizes of at least 1, got {sizes}")
+        return sizes
 
 
 class ScoreConfig(_Section):
@@ -305,6 +342,7 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
     score: ScoreConfig = ScoreConfig()
     alerts: AlertsConfig = AlertsConfig()
     stream: StreamConfig = StreamConfig()

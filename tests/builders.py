@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
 from churn_spark import tables
 from churn_spark.btyd import BGNBD
 from churn_spark.config import Config
-from churn_spark.contract import RECORD, SOURCE_FILE, validate_events
+from churn_spark.contract import RECORD, SOURCE_FILE, SPARK_TYPES, validate_events
 from churn_spark.features import catalogue
 from churn_spark.generate import GenerateSpec, generate
 from churn_spark.train.bundle import BOOSTER, Bundle, BoosterModel
@@ -118,6 +118,33 @@ def store_dates(spark: SparkSession, config: Config, name: str, rows: list[tuple
     rest = [F.lit(nones.get(f.name)).cast(f.dataType).alias(f.name)
             for f in tables.table_spec(config, name).schema.fields if f.name not in frame.columns]
     tables.replace_dates(frame.select("*", *rest), config, name, days)
+
+
+# --- a small training_set of every catalogue feature ---------------------------------------------
+
+# 35 days apart, horizon 30: train 01-01 and 02-05, validation 03-12, test 04-16.
+SMALL_SNAPSHOTS = [dt.date(2026, 1, 1) + dt.timedelta(days=35 * k) for k in range(4)]
+
+
+def write_small_training_set(spark: SparkSession, config: Config, labels: dict[dt.date, list[int]],
+                             signal: str | None = None) -> None:
+    """A training_set of every catalogue feature (seeded random values in [0, 30)), one row per
+    label; with ``signal``, that numeric feature is 30 more for a churner (a separable set)."""
+    features = catalogue(config.features)
+    schema = StructType([StructField("user_id", StringType()), StructField("snapshot_date", DateType()),
+                         StructField("label", IntegerType()),
+                         *[StructField(f.name, SPARK_TYPES[f.dtype]) for f in features]])
+    random = np.random.default_rng(7)
+    values = {"double": lambda: float(random.uniform(0, 30)), "int": lambda: int(random.integers(0, 2)),
+              "string": lambda: str(random.choice(["gold", "silver"]))}
+
+    def value(feature: str, dtype: str, label: int) -> object:
+        drawn = values[dtype]()
+        return drawn + 30.0 * label if feature == signal else drawn
+
+    rows = [(f"u{k}", day, label, *[value(f.name, f.dtype, label) for f in features])
+            for day, day_labels in labels.items() for k, label in enumerate(day_labels)]
+    store_dates(spark, config, "training_set", rows, schema, list(labels))
 
 
 def store_legacy(frame: DataFrame, config: Config, name: str) -> None:

@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
 from churn_spark import storage
 from churn_spark.cli import main
 from churn_spark.config import Config, load_config
-from churn_spark.contract import SPARK_TYPES
 from churn_spark.errors import InputError
-from churn_spark.features import catalogue, compute_features
+from churn_spark.features import compute_features
 from churn_spark.ingest import ingest
 from churn_spark.pipeline import generate_landing
 from churn_spark.score import run_scoring
@@ -28,7 +26,7 @@ from churn_spark.tables import read_table
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.job import evaluate_run, run_training
 from churn_spark.train.tracking import tracking_uri
-from tests.builders import store_dates
+from tests.builders import SMALL_SNAPSHOTS, write_small_training_set
 from tests.conftest import ROOT, TEST_SETTINGS
 
 SNAPSHOTS = [dt.date(2026, 2, 26) + dt.timedelta(days=14 * k) for k in range(7)]
@@ -136,24 +134,6 @@ def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, tra
 
 
 # --- a refused or interrupted run never becomes LATEST ---------------------------------------------
-
-# 35 days apart, horizon 30: train 01-01 and 02-05, validation 03-12, test 04-16.
-SMALL_SNAPSHOTS = [dt.date(2026, 1, 1) + dt.timedelta(days=35 * k) for k in range(4)]
-
-
-def write_small_training_set(spark: SparkSession, config: Config, labels: dict[dt.date, list[int]]) -> None:
-    """A training_set of every catalogue feature (seeded random values), one row per label."""
-    features = catalogue(config.features)
-    schema = StructType([StructField("user_id", StringType()), StructField("snapshot_date", DateType()),
-                         StructField("label", IntegerType()),
-                         *[StructField(f.name, SPARK_TYPES[f.dtype]) for f in features]])
-    random = np.random.default_rng(7)
-    values = {"double": lambda: float(random.uniform(0, 30)), "int": lambda: int(random.integers(0, 2)),
-              "string": lambda: str(random.choice(["gold", "silver"]))}
-    rows = [(f"u{k}", day, label, *[values[f.dtype]() for f in features])
-            for day, day_labels in labels.items() for k, label in enumerate(day_labels)]
-    store_dates(spark, config, "training_set", rows, schema, list(labels))
-
 
 @pytest.fixture
 def small(config: Config, tmp_path: Path) -> Config:

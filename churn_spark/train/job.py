@@ -11,6 +11,7 @@ import logging
 import posixpath
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -48,35 +49,22 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     StorageError
         Before anything is written: the lakehouse cannot hold the run.
     """
-    from churn_spark.train.feed import make_converter
     from churn_spark.train.tracking import track_run
 
-    for folder in ("models", "reports", "cache"):
-        tables.check_location(config, folder, write=True)
-    if not tables.table_exists(spark, config, "training_set"):
-        raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
-    training = tables.read_table(spark, config, "training_set")
-    split = _split(training, config)
-    features = catalogue(config.features)
-    numeric = [f.name for f in features if f.dtype != "string"]
-    categorical = [f.name for f in features if f.dtype == "string"]
-    part = split.part()
-    parts = {name: training.where(part == name) for name in ("train", "valid", "test")}
-    positives, negatives = _class_counts(training, split)
-    prep = preprocess.fit(parts["train"], numeric, categorical, config.labels.horizon_days, config.train.bgnbd_inputs)
+    prepared = prepare(spark, config)
+    split, prep, parts = prepared.split, prepared.prep, prepared.parts
     run_dir = _run_dir(config, split, resume)  # the first thing created, once every check has passed
-    cache = config.location("cache")  # a URI every training rank can read, wherever it runs
-    converters = {name: make_converter(preprocess.apply(parts[name], prep, keep=("label",)).repartition(
-        max(2, config.train.num_processes)), cache, feed=config.train.feed,
-        storage_options=storage.storage_options(cache, config)) for name in ("train", "valid")}
+    converters = open_converters(prepared, config)
     valid_rows = parts["valid"].toPandas()
     summaries, members = {}, []
     try:
         for kind in config.train.models:
-            params = _params(config, kind, prep, converters, run_dir, positives, negatives, resume)
+            params = network_params(config, kind, prepared, converters, storage.join(run_dir, f"{kind}.ckpt"),
+                                    resume)
             began = time.perf_counter()
             summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
-                                        config.train.local_mode), "seconds": time.perf_counter() - began}
+                                        config.train.local_mode), "seconds": time.perf_counter() - began,
+                              "hyperparameters": {name: params[name] for name in SEARCHED}}
             bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config)
             members.append(_calibrate(bundle, valid_rows, config))
             members[-1].save(storage.join(run_dir, f"{kind}.pt"), config)
@@ -98,6 +86,53 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     _complete(config, run_dir, version)
     return {"run": posixpath.basename(run_dir), "split": split, "metrics": metrics, "summaries": summaries,
             "version": version}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A training_set split by time and its preprocessing, fitted on the training part."""
+
+    split: Split
+    prep: preprocess.Preprocessing
+    parts: dict[str, DataFrame]  # train, valid, test: raw feature rows with their label
+    positives: int  # in the training part
+    negatives: int
+
+
+def prepare(spark: SparkSession, config: Config) -> Prepared:
+    """Check that a run can be written and the training_set split, split it, fit preprocessing;
+    creates nothing.
+
+    Raises
+    ------
+    InputError, StorageError
+        As ``run_training``.
+    """
+    for folder in ("models", "reports", "cache"):
+        tables.check_location(config, folder, write=True)
+    if not tables.table_exists(spark, config, "training_set"):
+        raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
+    training = tables.read_table(spark, config, "training_set")
+    split = _split(training, config)
+    features = catalogue(config.features)
+    numeric = [f.name for f in features if f.dtype != "string"]
+    categorical = [f.name for f in features if f.dtype == "string"]
+    part = split.part()
+    parts = {name: training.where(part == name) for name in ("train", "valid", "test")}
+    positives, negatives = _class_counts(training, split)
+    prep = preprocess.fit(parts["train"], numeric, categorical, config.labels.horizon_days, config.train.bgnbd_inputs)
+    return Prepared(split, prep, parts, positives, negatives)
+
+
+def open_converters(prepared: Prepared, config: Config) -> dict[str, Any]:
+    """The training and validation parts as model inputs, cached where every rank can read them
+    (delete each when done)."""
+    from churn_spark.train.feed import make_converter
+
+    cache = config.location("cache")  # a URI every training rank can read, wherever it runs
+    return {name: make_converter(preprocess.apply(prepared.parts[name], prepared.prep, keep=("label",)).repartition(
+        max(2, config.train.num_processes)), cache, feed=config.train.feed,
+        storage_options=storage.storage_options(cache, config)) for name in ("train", "valid")}
 
 
 def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None) -> dict:
@@ -218,17 +253,45 @@ def _class_counts(training: DataFrame, split: Split) -> tuple[int, int]:
     return counts["train"][0], counts["train"][1] - counts["train"][0]
 
 
-def _params(config: Config, kind: str, prep: preprocess.Preprocessing, converters: dict, run_dir: str,
-            positives: int, negatives: int, resume: bool) -> dict[str, Any]:
-    settings = config.train
-    return dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
-                cardinalities=prep.cardinalities(), seed=settings.seed, learning_rate=settings.learning_rate,
-                weight_decay=settings.weight_decay, batch_size=settings.batch_size,
-                pos_weight=negatives / positives, epochs=settings.epochs, patience=settings.patience,
-                train=converters["train"], valid=converters["valid"], use_gpu=settings.use_gpu,
-                checkpoint=storage.join(run_dir, f"{kind}.ckpt"), resume=resume,
-                storage_options=storage.storage_options(run_dir, config),
-                extra_state={"preprocessing": prep.to_dict()})
+SEARCHED = ("learning_rate", "weight_decay", "batch_size")  # what ``churn-spark tune`` searches, per network
+TUNED = "tuned.json"  # under models/: the best of each network's search, which ``train`` uses
+
+
+def hyperparameters(config: Config, kind: str) -> dict[str, Any]:
+    """The ``SEARCHED`` settings a network of ``kind`` trains with: ``train``'s, replaced by the
+    best ``churn-spark tune`` found for the kind (``models/tuned.json``) unless ``train.use_tuned``
+    is off."""
+    chosen = {name: getattr(config.train, name) for name in SEARCHED}
+    tuned = read_tuned(config).get(kind, {}) if config.train.use_tuned else {}
+    return {**chosen, **{name: tuned["params"][name] for name in SEARCHED if name in tuned.get("params", {})}}
+
+
+def read_tuned(config: Config) -> dict[str, Any]:
+    """What ``churn-spark tune`` wrote back: per network kind its best ``params`` and how they were
+    found (empty before any search)."""
+    path = storage.join(config.location("models"), TUNED)
+    return json.loads(storage.read_text(path, config)) if storage.exists(path, config) else {}
+
+
+def write_tuned(config: Config, kind: str, found: dict[str, Any]) -> None:
+    """Record the best configuration of ``kind`` (the other kinds' stay), whole or not at all."""
+    tuned = {**read_tuned(config), kind: found}
+    storage.makedirs(config.location("models"), config)
+    storage.write_atomically(storage.join(config.location("models"), TUNED), json.dumps(tuned, indent=2), config)
+
+
+def network_params(config: Config, kind: str, prepared: Prepared, converters: dict, checkpoint: str, resume: bool,
+                   **overrides: Any) -> dict[str, Any]:
+    """``train_fn``'s parameters for a network of ``kind`` (``hyperparameters`` unless overridden),
+    checkpointing to ``checkpoint`` (a URI every rank can write)."""
+    settings, prep = config.train, prepared.prep
+    return {**dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
+                   cardinalities=prep.cardinalities(), seed=settings.seed, **hyperparameters(config, kind),
+                   pos_weight=prepared.negatives / prepared.positives, epochs=settings.epochs,
+                   patience=settings.patience, train=converters["train"], valid=converters["valid"],
+                   use_gpu=settings.use_gpu, checkpoint=checkpoint, resume=resume,
+                   storage_options=storage.storage_options(checkpoint, config),
+                   extra_state={"preprocessing": prep.to_dict()}), **overrides}
 
 
 def _threshold(config: Config, labels: np.ndarray, scores: np.ndarray) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from churn_spark import storage
@@ -98,7 +98,8 @@ class Trainer:
         sums = self._all_reduce([total, rows])
         return sums[0] / max(sums[1], 1.0)
 
-    def _validate(self) -> float:
+    def _validate(self) -> tuple[float, float]:
+        """ROC-AUC (early stopping's measure) and PR-AUC (``churn-spark tune``'s) on validation."""
         self.model.eval()
         scores, labels = [], []
         with torch.no_grad(), self.valid_batches(None) as batches:
@@ -108,7 +109,8 @@ class Trainer:
                 labels.append(y.cpu().numpy())
         scores_all, labels_all = self._gather(np.concatenate(scores or [np.zeros(0)]),
                                               np.concatenate(labels or [np.zeros(0)]))
-        return float(roc_auc_score(labels_all, scores_all))
+        return (float(roc_auc_score(labels_all, scores_all)),
+                float(average_precision_score(labels_all, scores_all)))
 
     def _save_checkpoint(self, path: str) -> None:
         if self.rank != 0:
@@ -137,8 +139,8 @@ class Trainer:
             loss = self._run_epoch(epoch)
             # The slowest rank's time, so that every rank reports the same figures.
             self.state.epoch_seconds.append(self._all_reduce([time.perf_counter() - began], max_of=True)[0])
-            auc = self._validate()
-            self.state.history.append({"epoch": epoch, "loss": loss, "valid_auc": auc})
+            auc, pr_auc = self._validate()
+            self.state.history.append({"epoch": epoch, "loss": loss, "valid_auc": auc, "valid_pr_auc": pr_auc})
             self.state.epoch = epoch + 1
             if auc > self.state.best_auc:
                 self.state.best_auc, self.state.best_epoch, self.state.stale_epochs = auc, epoch, 0

@@ -70,6 +70,8 @@ def track_run(config: Config, split: Split, summaries: dict[str, dict], metrics:
             "valid_users": split.valid_users,
         })
         for kind, summary in summaries.items():
+            # What each network trained with: train's settings, or the best of churn-spark tune.
+            mlflow.log_params({f"{kind}_{name}": value for name, value in summary.get("hyperparameters", {}).items()})
             for row in summary.get("history", []):  # a network's epochs (a booster has none)
                 mlflow.log_metrics({f"{kind}_loss": row["loss"], f"{kind}_valid_auc": row["valid_auc"]},
                                    step=int(row["epoch"]))
