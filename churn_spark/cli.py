@@ -271,6 +271,7 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
             print(f"churn_scores: {result.users} users at {result.snapshot_date}, model version "
                   f"{result.model_version}, tier cut-offs high {result.cuts['high']:.4f} medium "
                   f"{result.cuts['medium']:.4f}")
+            print(result.drift_line())
             if args.no_alerts:
                 return
         print("\n".join(run_alerts(spark, config, args.as_of).lines()))

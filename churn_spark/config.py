@@ -33,6 +33,7 @@ TABLES = (
     "churn_scores",
     "alerts",
     "score_runs",
+    "drift_metrics",
     "warnings",
 )
 

@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from churn_spark import tables
+from churn_spark import drift, tables
 from churn_spark.config import Config, FeaturesConfig, LabelsConfig, ScoreConfig
 from churn_spark.errors import InputError
 from churn_spark.explain import ReasonWriter, top_reasons
@@ -210,6 +210,16 @@ class ScoreResult:
     model_version: str
     users: int
     cuts: dict[str, float]
+    drift: list[dict] = field(default_factory=list)  # drift_metrics rows: each feature's, the score's last
+
+    def drift_line(self) -> str:
+        """The drift in one line: the score's PSI and the features past the usual alarm (PSI > 0.25)."""
+        if not self.drift:
+            return "drift_metrics: none (the model holds no drift reference: trained by an older churn-spark)"
+        score = self.drift[-1]
+        moved = [row["feature"] for row in self.drift[:-1] if row["psi"] > 0.25]
+        return (f"drift_metrics: {len(self.drift) - 1} features; score PSI {score['psi']:.3f}, JS distance "
+                f"{score['js_distance']:.3f}; features with PSI > 0.25: {', '.join(moved) or 'none'}")
 
 
 def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: str | None = None) -> ScoreResult:
@@ -239,11 +249,30 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
             "top_reasons", "reason_features", "spend_90d", F.lit(version).alias("model_version"),
             F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp").alias("scored_at"))
         tables.replace_dates(frame, config, "churn_scores", [as_of])
+        measured = _drift(features, rows, bundle, version, as_of, config)
         rows.unpersist()
     finally:
         features.unpersist()
     log.info("scored %d users at %s with model version %s", users, as_of, version)
-    return ScoreResult(as_of, version, users, cuts)
+    return ScoreResult(as_of, version, users, cuts, measured)
+
+
+def _drift(features: DataFrame, rows: DataFrame, bundle: Bundle, version: str, as_of: dt.date,
+           config: Config) -> list[dict]:
+    """Replace ``drift_metrics`` at ``as_of`` with the scored population's drift from the model's
+    reference (the users in the model's population, with their probabilities); nothing where the
+    model holds no reference."""
+    if bundle.reference is None:
+        log.info("model version %s holds no drift reference: no drift_metrics at %s", version, as_of)
+        return []
+    population = features.join(rows.where("active").select(*KEYS, "churn_probability"), list(KEYS))
+    measured = drift.measure(population, bundle.reference)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    frame = population.sparkSession.createDataFrame(
+        [(as_of, version, m["feature"], m["psi"], m["js_distance"], m["rows"], now) for m in measured],
+        tables.SPECS["drift_metrics"].schema)
+    tables.replace_dates(frame, config, "drift_metrics", [as_of])
+    return measured
 
 
 def scored(features: DataFrame, bundle: Bundle, config: Config) -> DataFrame:

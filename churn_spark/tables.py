@@ -126,6 +126,11 @@ SPECS = {
         ("reason_features", _TEXT_LIST), ("suggested_action", "string"), ("spend_90d", "double"),
         ("model_version", "string"),
     ), partition_by=("day",)),
+    # Per scoring date, each feature's and the score's drift from the model's reference (churn_spark.drift).
+    "drift_metrics": TableSpec(_schema(
+        ("snapshot_date", "date"), ("model_version", "string"), ("feature", "string"), ("psi", "double"),
+        ("js_distance", "double"), ("rows", "bigint"), ("computed_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
     # One row per scoring date; the columns after recorded_at were added later (runs.py adds
     # them to an older table).
     "score_runs": TableSpec(_schema(

@@ -131,6 +131,11 @@ def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, tra
     assert (active.groupby("risk_tier")["churn_probability"].min()["high"]
             >= active.groupby("risk_tier")["churn_probability"].max()["medium"])
     assert scores["top_reasons"].map(len).max() == 3
+    # The test snapshot is the model's drift reference: scored there, its population has not moved.
+    bundle = Bundle.load(f"{config.location('models')}/{result['run']}/{result['metrics']['champion']}.pt")
+    drift = read_table(spark, config, "drift_metrics").toPandas()
+    assert drift["feature"].tolist() == [*bundle.inputs, "churn_probability"] == [m["feature"] for m in scored.drift]
+    assert set(drift["rows"]) == {len(active)} and drift["psi"].max() < 0.01
 
 
 # --- a refused or interrupted run never becomes LATEST ---------------------------------------------

@@ -39,6 +39,9 @@ class Bundle:
     threshold: float = 0.5  # on calibrated probabilities
     version: str = ""
     calibration: Calibration = Calibration()
+    # Bins and shares of the features and of the model's probability on the run's test snapshot,
+    # frozen at training: what scoring runs measure drift from (churn_spark/drift.py).
+    reference: dict[str, Any] | None = None
 
     @property
     def features(self) -> list[str]:
@@ -65,14 +68,15 @@ class Bundle:
         buffer = io.BytesIO()
         torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
                     "threshold": self.threshold, "version": self.version,
-                    "calibration": self.calibration.to_dict()}, buffer)
+                    "calibration": self.calibration.to_dict(), "reference": self.reference}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
         saved: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
-                   saved["threshold"], saved.get("version", ""), Calibration.from_dict(saved.get("calibration")))
+                   saved["threshold"], saved.get("version", ""), Calibration.from_dict(saved.get("calibration")),
+                   saved.get("reference"))
 
     @classmethod
     def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing,

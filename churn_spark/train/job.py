@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from churn_spark import storage, tables
+from churn_spark import drift, storage, tables
 from churn_spark.calibrate import fit_calibration
 from churn_spark.config import Config
 from churn_spark.errors import InputError
@@ -79,6 +79,7 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
     if ENSEMBLE in candidates(config):
         ensemble = _calibrate(Bundle.ensemble(members), valid_rows, config)
         ensemble.save(storage.join(run_dir, f"{ENSEMBLE}.pt"), config)
+    _freeze_references(spark, config, run_dir, prepared)
     # What really ran (world size, device, epochs, seconds), beside the configuration that asked for it.
     storage.write_text(storage.join(run_dir, "training.json"), json.dumps(summaries, indent=2), config)
     metrics = evaluate_run(spark, config, run_dir)
@@ -174,6 +175,20 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
         scores["bgnbd"] = {name: preprocess.bgnbd_inputs(state, part)["bgnbd_p_no_purchase"].to_numpy()
                            for name, part in rows.items()}
     return _report(config, split, rows, scores, before, run_dir)
+
+
+def _freeze_references(spark: SparkSession, config: Config, run_dir: str, prepared: Prepared) -> None:
+    """Store in each model's bundle its drift reference (``churn_spark.drift``): the bins and
+    shares of the test snapshot's features, and of the model's probabilities on those rows."""
+    test, prep = prepared.parts["test"], prepared.prep
+    features = drift.reference(test, [c for c in prep.columns() if c not in prep.categorical], list(prep.categorical))
+    rows = test.toPandas()
+    for kind in candidates(config):
+        path = storage.join(run_dir, f"{kind}.pt")
+        bundle = Bundle.load(path, config)
+        probabilities = pd.DataFrame({drift.SCORE: bundle.predict_proba(rows)})
+        bundle.reference = drift.with_score(features, spark.createDataFrame(probabilities))
+        bundle.save(path, config)
 
 
 def candidates(config: Config) -> list[str]:
