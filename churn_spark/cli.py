@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--candidate", metavar="V",
                          help="registered model version (default: the champion, else the latest)")
 
+    commands.add_parser("monitor", parents=[common],
+                        help="realised performance of matured scoring runs; exit 3 when the model should be retrained")
     report = commands.add_parser("report", parents=[common], help="the manager's HTML report of a scoring run")
     report.add_argument("--as-of", type=dt.date.fromisoformat, metavar="DATE", help="default: the latest run")
 
@@ -173,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = None if args.verbose else _console_log()
     try:
         config = load_config(args.conf, _overrides(args))
-        _run(args, config, console)
+        status = _run(args, config, console)
     except ChurnSparkError as err:
         print(f"churn-spark: error: {err}", file=sys.stderr)
         return 2
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if console is not None and os.path.exists(console):
             print(f"churn-spark: Spark's console output is in {console}", file=sys.stderr)
         raise
-    return 0
+    return status or 0
 
 
 def _console_log() -> str:
@@ -214,7 +216,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
+def _run(args: argparse.Namespace, config: Config, console: str | None) -> int | None:
+    """Run the command; its exit status where it has one of its own (``monitor``)."""
     from churn_spark.spark import get_spark
 
     prepared = _prepare_ingest(args, config) if args.command == "ingest" else None  # checked before Spark starts
@@ -275,6 +278,12 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> None:
             if args.no_alerts:
                 return
         print("\n".join(run_alerts(spark, config, args.as_of).lines()))
+    elif args.command == "monitor":
+        from churn_spark.monitor import RETRAIN, run_monitor
+
+        decision = run_monitor(spark, config)
+        print("\n".join(decision.lines()))
+        return RETRAIN if decision.retrain else 0
     elif args.command == "promote":
         from churn_spark.promote import promote
 

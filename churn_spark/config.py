@@ -34,6 +34,7 @@ TABLES = (
     "alerts",
     "score_runs",
     "drift_metrics",
+    "model_performance",
     "warnings",
 )
 
@@ -323,6 +324,16 @@ class StreamConfig(_Section):
         return trigger
 
 
+class MonitorConfig(_Section):
+    """The retrain trigger of ``churn-spark monitor`` (churn_spark/monitor.py): retrain when the
+    serving model's score PSI exceeds ``score_psi`` on each of its last ``psi_runs`` scoring runs,
+    or its newest matured run's realised ROC-AUC falls below its test ROC-AUC minus ``auc_margin``."""
+
+    score_psi: float = Field(0.25, gt=0)
+    psi_runs: int = Field(2, ge=1)
+    auc_margin: float = Field(0.05, ge=0)
+
+
 class MlflowConfig(_Section):
     """Where runs and models are tracked."""
 
@@ -347,6 +358,7 @@ class Config(_Section):
     score: ScoreConfig = ScoreConfig()
     alerts: AlertsConfig = AlertsConfig()
     stream: StreamConfig = StreamConfig()
+    monitor: MonitorConfig = MonitorConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")

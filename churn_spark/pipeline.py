@@ -14,6 +14,7 @@ from churn_spark.alerts import Summary, run_alerts
 from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
+from churn_spark.monitor import run_monitor
 from churn_spark.report import write_manager_report
 from churn_spark.rollup import run_rollup
 from churn_spark.score import run_scoring
@@ -69,8 +70,10 @@ def demo_snapshots(config: Config) -> tuple[list[dt.date], list[dt.date]]:
 def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     """Generate demo landing files, ingest them into Delta, roll them up per user and day,
     features and labels from the rollup, train and evaluate
-    the models, score the last two feature snapshots and list the alerts of each (the second
-    run's alerts are the users newly at risk since the first), write the manager's report, and
+    the models, score the last labelled snapshot and the last two feature snapshots and list the
+    alerts of each (a run's alerts are the users newly at risk since the run before), measure the
+    scoring runs whose label window has closed and decide on a retrain (``monitor``: the labelled
+    snapshot's run), write the manager's report, and
     run the real-time warnings query once (``available-now``: it re-scores the users of the last
     ingest at the newest event, against the last scoring run).
     """
@@ -85,7 +88,8 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
             log.info("ingest %s", report.summary())
 
     featured, labelled = demo_snapshots(config)
-    scored = featured[-2:]
+    # The last labelled snapshot too: its label window has closed, so monitor can measure it.
+    scored = sorted({labelled[-1], *featured[-2:]})
 
     def _score() -> None:
         for as_of in scored:
@@ -105,6 +109,7 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ("train", lambda: run_training(spark, config)),
         ("score", _score),
         ("alerts", _alerts),
+        ("monitor", lambda: [log.info("%s", line) for line in run_monitor(spark, config).lines()]),
         ("report", lambda: log.info("manager's report: %s", write_manager_report(spark, config))),
         ("stream", lambda: log.info("%s", run_stream(spark, config, AVAILABLE_NOW).progress.summary())),
     ]

@@ -131,6 +131,13 @@ SPECS = {
         ("snapshot_date", "date"), ("model_version", "string"), ("feature", "string"), ("psi", "double"),
         ("js_distance", "double"), ("rows", "bigint"), ("computed_at", "timestamp"),
     ), partition_by=_SNAPSHOT),
+    # Per matured scoring run, its realised performance (churn_spark.monitor).
+    "model_performance": TableSpec(_schema(
+        ("snapshot_date", "date"), ("model_version", "string"), ("horizon_days", "int"), ("users", "bigint"),
+        ("churn_rate", "double"), ("roc_auc", "double"), ("pr_auc", "double"), ("top_decile_lift", "double"),
+        ("ece", "double"), ("alerts", "bigint"), ("alert_precision", "double"), ("test_roc_auc", "double"),
+        ("computed_at", "timestamp"),
+    ), partition_by=_SNAPSHOT),
     # One row per scoring date; the columns after recorded_at were added later (runs.py adds
     # them to an older table).
     "score_runs": TableSpec(_schema(

@@ -30,8 +30,8 @@ JOBS: dict[str, dict[str, Any]] = {
     for name, job in yaml.safe_load(path.read_text())["resources"]["jobs"].items()
 }
 EXPECTED = {
-    "daily_scoring": ["ingest", "rollup", "features", "score"],
-    "weekly_retrain": ["labels", "train", "promote"],
+    "daily_scoring": ["ingest", "rollup", "features", "score", "monitor", "retrain_needed", "retrain_early"],
+    "weekly_retrain": ["labels", "monitor", "retrain_needed", "train", "promote"],
     "warnings_continuous": ["stream"],
     "warnings_scheduled": ["stream"],
 }
@@ -73,7 +73,8 @@ def resolve(text: str, variables: dict[str, str]) -> str:
 
 
 def all_tasks() -> list[tuple[str, dict[str, Any]]]:
-    return [(name, task) for name, job in JOBS.items() for task in job["tasks"]]
+    """Every task that runs a churn-spark job (not a condition, not a run of another job)."""
+    return [(name, task) for name, job in JOBS.items() for task in job["tasks"] if "spark_python_task" in task]
 
 
 # --- the bundle ----------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def test_jobs_run_their_steps_in_order_on_a_utc_schedule() -> None:
     assert JOBS["warnings_scheduled"]["schedule"]["pause_status"] == "PAUSED"
     for name, job in JOBS.items():
         clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
-        for task in job["tasks"]:
+        for task in (t for t in job["tasks"] if "spark_python_task" in t):
             cluster = clusters[task["job_cluster_key"]]
             assert re.fullmatch(r"1[67]\.\d+\.x-(gpu-ml-)?scala2\.13", resolve(cluster["spark_version"],
                                                                              target_variables("prod")))
@@ -126,8 +127,24 @@ def test_every_task_runs_an_existing_job_with_arguments_the_cli_accepts(target: 
         assert (config.lakehouse, config.landing) == (variables["lakehouse_path"], variables["landing_path"])
         if hasattr(args, "as_of"):
             assert args.as_of in (dt.date.fromisoformat(SAMPLE_DAY), [dt.date.fromisoformat(SAMPLE_DAY)])
-        if command in ("score", "train", "promote"):
+        if command in ("score", "train", "promote", "monitor"):
             assert config.mlflow.model_name == variables["model_name"]
+
+
+def test_training_runs_only_when_the_monitors_retrain_trigger_fires() -> None:
+    """Both jobs read the task value jobs/monitor.py sets; the weekly job trains on its "true"
+    outcome, and the daily job runs the weekly job then."""
+    for name in ("daily_scoring", "weekly_retrain"):
+        tasks = {t["task_key"]: t for t in JOBS[name]["tasks"]}
+        assert tasks["retrain_needed"]["condition_task"] == {
+            "op": "EQUAL_TO", "left": "{{tasks.monitor.values.retrain}}", "right": "true"}
+        assert tasks["retrain_needed"]["depends_on"] == [{"task_key": "monitor"}]
+    assert {t["task_key"]: t.get("depends_on") for t in JOBS["weekly_retrain"]["tasks"]}["train"] == [
+        {"task_key": "retrain_needed", "outcome": "true"}]
+    early = {t["task_key"]: t for t in JOBS["daily_scoring"]["tasks"]}["retrain_early"]
+    assert early["depends_on"] == [{"task_key": "retrain_needed", "outcome": "true"}]
+    assert early["run_job_task"] == {"job_id": "${resources.jobs.weekly_retrain.id}"}
+    assert 'taskValues.set(key="retrain"' in (ROOT / "jobs" / "monitor.py").read_text()
 
 
 def test_job_parameters_referenced_by_tasks_are_declared() -> None:
@@ -145,7 +162,7 @@ def test_job_parameters_referenced_by_tasks_are_declared() -> None:
 def test_scheduled_runs_use_job_parameter_defaults_the_cli_accepts() -> None:
     for name, job in JOBS.items():
         defaults = {p["name"]: resolve(p["default"], {}) for p in job.get("parameters", [])}
-        for task in job["tasks"]:
+        for task in (t for t in job["tasks"] if "spark_python_task" in t):
             params = [re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defaults[m.group(1)], p)
                       for p in task["spark_python_task"]["parameters"]]
             command = job_command((RESOURCES / task["spark_python_task"]["python_file"]).resolve())
@@ -189,10 +206,14 @@ def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
         assert all(re.fullmatch(r"\*(/\d+)?|\d+", f) for f in (minute, hour, day, month, weekday)), entry
         subprocess.run(["bash", "-n", "-c", command.replace("\\%", "%")], check=True)
         steps = [Path(job).stem for job, _ in cron_steps(command)]
+        if "monitor" in steps:  # its exit status 3 (retrain) lets the rest run; 0 stops there
+            assert "jobs/monitor.py --conf conf/cluster.yaml >> logs/monitor.log 2>&1; [ $? -eq 3 ]; }" in command
         schedule[tuple(steps)] = (minute, hour, day, month, weekday)
     # Quartz "0 0 3 * * ?" is cron "0 3 * * *"; "0 0 6 ? * SUN" is "0 6 * * 0".
-    assert schedule == {("ingest", "rollup", "features", "score"): ("0", "3", "*", "*", "*"),
-                        ("labels", "train", "promote"): ("0", "6", "*", "*", "0"),
+    # monitor exits 3 when the retrain trigger fires: only then do the steps after it run.
+    assert schedule == {("ingest", "rollup", "features", "score", "monitor", "labels", "train", "promote"):
+                        ("0", "3", "*", "*", "*"),
+                        ("labels", "monitor", "train", "promote"): ("0", "6", "*", "*", "0"),
                         ("stream",): ("*/15", "*", "*", "*", "*")}  # Quartz "0 0/15 * * * ?"
 
 

@@ -87,7 +87,7 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
          *[a for s in overrides for a in ("--set", s)]],
         cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[10/10] stream done" in result.stderr
+    assert "[11/11] stream done" in result.stderr
     assert "stream: 1 micro-batch(es)" in result.stderr
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lakehouse", "landing", "mlruns"]
@@ -104,7 +104,15 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
     assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
     scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
     users = read_table(spark, config, "user_features").groupBy("snapshot_date").count()
-    assert [tuple(r) for r in scored.collect()] == [tuple(r) for r in users.orderBy("snapshot_date").collect()[-2:]]
+    labelled = read_table(spark, config, "training_set").agg({"snapshot_date": "max"}).first()[0]
+    assert [tuple(r) for r in scored.collect()] == [
+        tuple(r) for r in users.where(f"snapshot_date = DATE'{labelled}'").collect()
+        + users.orderBy("snapshot_date").collect()[-2:]]
+    # The labelled snapshot's run has matured: measured by monitor; every run measured its drift.
+    assert [(r.snapshot_date, r.model_version) for r in read_table(spark, config, "model_performance").collect()] == [
+        (labelled, "1")]
+    drift = read_table(spark, config, "drift_metrics").where("feature = 'churn_probability'").orderBy("snapshot_date")
+    assert [r.snapshot_date for r in drift.collect()] == [r.snapshot_date for r in scored.collect()]
     runs = read_table(spark, config, "score_runs").orderBy("snapshot_date").collect()
     assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
         f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]

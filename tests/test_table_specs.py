@@ -22,7 +22,8 @@ ROW = ("u1", T, 0.75, "high", ["r"], ["f"], 12.5, "3", dt.datetime(2026, 3, 1, 6
 def test_every_table_has_a_declared_schema_and_partitioning(config: Config) -> None:
     specs = {name: tables.table_spec(config, name) for name in TABLES}
     assert {n for n, s in specs.items() if s.partition_by == ("snapshot_date",)} == {
-        "user_features", "training_set", "label_stats", "churn_scores", "alerts", "score_runs", "drift_metrics"}
+        "user_features", "training_set", "label_stats", "churn_scores", "alerts", "score_runs", "drift_metrics",
+        "model_performance"}
     assert specs["events"].partition_by == ("event_date",)
     features = specs["training_set"].schema.fieldNames()
     assert features[:3] == ["user_id", "snapshot_date", "label"]
