@@ -1,8 +1,9 @@
 """The manager's report: one self-contained HTML page for the latest scoring run.
 
 Risk distribution, tier sizes, revenue at risk and the most frequent alert reasons and actions
-of one scoring run (aggregated in Spark: no user rows leave the cluster), beside the latest
-evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager-<date>.html``, and
+of one scoring run (aggregated in Spark: no user rows leave the cluster), the runs up to it over
+time (tiers, alerts, revenue at risk, drift, realised performance: ``run_history``), beside the
+latest evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager-<date>.html``, and
 to ``manager.html`` when it is the latest complete run; the page lists the dates whose runs are
 incomplete.
 """
@@ -81,13 +82,36 @@ def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | N
     actions = action_counts(alerts).toPandas()
     reports = config.location("reports")
     evaluation = _evaluation(config, storage.join(reports, "latest"))
-    page = _page(run.asDict(), histogram, reasons, actions, evaluation, incomplete)
+    history = run_history(spark, config, as_of)
+    page = _page(run.asDict(), histogram, reasons, actions, evaluation, incomplete, history)
     path = storage.join(reports, f"manager-{as_of.isoformat()}.html")
     storage.write_text(path, page, config)
     if as_of == latest:  # the undated page always shows the latest run
         path = storage.join(reports, "manager.html")
         storage.write_text(path, page, config)
     return path
+
+
+def run_history(spark: SparkSession, config: Config, until: dt.date) -> pd.DataFrame:
+    """One row per complete scoring run up to ``until``, oldest first: its tiers, new alerts and
+    revenue at risk (``score_runs``), its score's PSI and the largest feature PSI
+    (``drift_metrics``), and, once its label window has closed, its realised ROC-AUC, its model's
+    test ROC-AUC and its alerts' precision (``model_performance``); missing values are NaN."""
+    runs = (score_runs.complete_runs(spark, config).where(F.col("snapshot_date") <= F.lit(until))
+            .select("snapshot_date", "model_version", "users_scored", *TIERS, "new_alerts", "revenue_at_risk"))
+    if tables.table_exists(spark, config, "drift_metrics"):
+        drift = tables.read_table(spark, config, "drift_metrics").groupBy("snapshot_date").agg(
+            F.max(F.when(F.col("feature") == "churn_probability", F.col("psi"))).alias("score_psi"),
+            F.max(F.when(F.col("feature") != "churn_probability", F.col("psi"))).alias("max_feature_psi"))
+        runs = runs.join(drift, "snapshot_date", "left")
+    if tables.table_exists(spark, config, "model_performance"):
+        realised = tables.read_table(spark, config, "model_performance").select(
+            "snapshot_date", F.col("roc_auc").alias("realised_roc_auc"), "test_roc_auc", "alert_precision")
+        runs = runs.join(realised, "snapshot_date", "left")
+    frame = runs.orderBy("snapshot_date").toPandas()
+    for column in ("score_psi", "max_feature_psi", "realised_roc_auc", "test_roc_auc", "alert_precision"):
+        frame[column] = frame[column].astype(float) if column in frame else float("nan")
+    return frame
 
 
 def _evaluation(config: Config, folder: str) -> tuple[dict, list[bytes]] | None:
@@ -101,7 +125,7 @@ def _evaluation(config: Config, folder: str) -> tuple[dict, list[bytes]] | None:
 
 
 def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[bytes]] | None,
-          incomplete: list[str]) -> str:
+          incomplete: list[str], history: pd.DataFrame) -> str:
     tiers = "".join(f"<tr><td>{t}</td><td>{run[t]:,}</td></tr>" for t in TIERS)
     cards = (f"<p>Snapshot <b>{run['snapshot_date']}</b>, model version {html.escape(str(run['model_version']))}: "
              f"<b>{run['users_scored']:,}</b> users scored, <b>{run['new_alerts']:,}</b> new alerts, revenue at "
@@ -111,7 +135,8 @@ def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[b
     body = [f"<h1>Churn early warning</h1>{cards}<h2>Tiers</h2><table><tr><th>tier</th><th>users</th></tr>{tiers}</table>",
             "<h2>Risk distribution</h2>" + _img(_histogram_png(histogram)),
             "<h2>Top alert reasons</h2>" + _table(reasons, ["reason", "alerts"]),
-            "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"])]
+            "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"]),
+            "<h2>Across runs</h2>" + _history_table(history) + _img(_history_png(history))]
     if evaluation is not None:
         values, plots = evaluation
         rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['roc_auc']:.3f}</td><td>{v['pr_auc']:.3f}</td>"
@@ -122,6 +147,55 @@ def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[b
     return ("<!doctype html><html><head><meta charset='utf-8'><title>churn-spark: churn early warning</title>"
             "<style>body{font-family:sans-serif;max-width:1100px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
             "text-align:left}</style></head><body>" + "".join(body) + "</body></html>")
+
+
+def _history_table(history: pd.DataFrame) -> str:
+    """The runs as a table: dates, tiers, alerts, revenue at risk, drift, realised quality."""
+    def number(value: float, digits: int) -> str:
+        return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+    header = ("<tr><th>snapshot</th><th>version</th><th>users</th><th>high</th><th>medium</th><th>new alerts</th>"
+              "<th>revenue at risk</th><th>score PSI</th><th>largest feature PSI</th><th>realised ROC-AUC</th>"
+              "<th>test ROC-AUC</th><th>alert precision</th></tr>")
+    rows = "".join(
+        f"<tr><td>{r.snapshot_date}</td><td>{html.escape(str(r.model_version))}</td><td>{r.users_scored:,}</td>"
+        f"<td>{r.high:,}</td><td>{r.medium:,}</td><td>{r.new_alerts:,}</td><td>{r.revenue_at_risk:,.2f}</td>"
+        f"<td>{number(r.score_psi, 3)}</td><td>{number(r.max_feature_psi, 3)}</td>"
+        f"<td>{number(r.realised_roc_auc, 3)}</td><td>{number(r.test_roc_auc, 3)}</td>"
+        f"<td>{number(r.alert_precision, 3)}</td></tr>" for r in history.itertuples())
+    return f"<table>{header}{rows}</table>"
+
+
+def _history_png(history: pd.DataFrame) -> bytes:
+    """Four panels over the runs' dates: tier sizes, alerts and revenue at risk, the score's PSI
+    (the 0.25 alarm drawn), realised ROC-AUC against the model's test figure."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 6), sharex=True)
+    dates = pd.to_datetime(history["snapshot_date"])
+    for tier in TIERS:
+        axes[0, 0].plot(dates, history[tier], marker="o", label=tier)
+    axes[0, 0].set(title="Users per tier", ylabel="users")
+    axes[0, 0].legend(fontsize=8)
+    axes[0, 1].bar(dates, history["new_alerts"], width=3, color="tab:orange", label="new alerts")
+    axes[0, 1].set(title="New alerts and revenue at risk", ylabel="alerts")
+    money = axes[0, 1].twinx()
+    money.plot(dates, history["revenue_at_risk"], color="tab:red", marker="o", label="revenue at risk")
+    money.set_ylabel("revenue at risk")
+    axes[1, 0].plot(dates, history["score_psi"], marker="o", label="score")
+    axes[1, 0].plot(dates, history["max_feature_psi"], marker="x", linestyle=":", label="largest feature")
+    axes[1, 0].axhline(0.25, color="grey", linestyle="--", linewidth=1)
+    axes[1, 0].set(title="Drift from the model's reference (PSI)", ylabel="PSI")
+    axes[1, 0].legend(fontsize=8)
+    axes[1, 1].plot(dates, history["realised_roc_auc"], marker="o", label="realised (matured runs)")
+    axes[1, 1].plot(dates, history["test_roc_auc"], linestyle="--", label="model's test")
+    axes[1, 1].set(title="ROC-AUC once the label window closed", ylabel="ROC-AUC")
+    axes[1, 1].legend(fontsize=8)
+    for axis in axes[1]:
+        axis.tick_params(axis="x", labelrotation=30)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def _table(frame, columns: list[str]) -> str:
