@@ -67,7 +67,7 @@ def _epochs(batches_of_epoch, epochs: int) -> float:
         began = time.perf_counter()
         with batches_of_epoch(epoch) as batches:
             for batch in batches:
-                numeric, categories, labels = inputs.split(batch, torch.device("cpu"))
+                (numeric, categories), labels = inputs.split(batch, torch.device("cpu"))
                 optimizer.zero_grad()
                 loss(model(numeric, categories), labels).backward()
                 optimizer.step()

@@ -160,7 +160,9 @@ class TrainConfig(_Section):
     # (churn_spark/train/split.py says why); 0: validation is the validation snapshots' users.
     valid_users: float = Field(0.25, ge=0, lt=1)
     test_snapshots: list[dt.date] | None = None
-    models: list[Literal["lr", "mlp"]] = ["lr", "mlp"]
+    models: list[Literal["lr", "mlp", "gru"]] = ["lr", "mlp"]
+    # gru: a GRU over each user's last sequence_days days of user_daily activity (train/sequence.py).
+    sequence_days: int = Field(90, ge=7)
     launcher: Literal["single", "torchrun", "torchdistributor"] = "torchdistributor"
     num_processes: int = Field(2, ge=1)
     local_mode: bool = True
@@ -207,7 +209,7 @@ class TuneConfig(_Section):
     most ``trials`` run per kind.
     """
 
-    models: list[Literal["lr", "mlp"]] | None = None  # None: train.models
+    models: list[Literal["lr", "mlp", "gru"]] | None = None  # None: train.models
     trials: int = Field(20, ge=1)  # per kind
     timeout_minutes: float = Field(60.0, gt=0)
     seed: int = 0  # TPE's draws

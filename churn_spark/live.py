@@ -41,7 +41,7 @@ from churn_spark.errors import ChurnSparkError, InputError
 from churn_spark.features import features_from_daily
 from churn_spark.features.recency import first_event_times
 from churn_spark.rollup import daily_rows, days_to_rebuild, run_rollup
-from churn_spark.score import check_compatible, scored, tier_column
+from churn_spark.score import check_compatible, scored, tier_column, with_model_inputs
 from churn_spark.snapshots import read_first_events, read_inputs
 from churn_spark.train.bundle import Bundle
 
@@ -270,7 +270,8 @@ class Warner:
     def _warn(self, users: DataFrame, baseline: Baseline, day: dt.date, kinds: Column | None = None) -> int:
         """Score ``users`` at the end of ``day`` and merge their warnings; the new ones' count."""
         as_of = day + dt.timedelta(days=1)
-        features = features_now(self.spark, self.config, users, as_of)
+        features = with_model_inputs(self.spark, self.config, features_now(self.spark, self.config, users, as_of),
+                                     self.bundle)
         check_compatible(self.bundle, features.schema, f"the stream's features at {as_of}")
         now_scores = scored(features, self.bundle, self.config).persist()
         try:

@@ -24,8 +24,9 @@ from sklearn.metrics import roc_auc_score
 from churn_spark import tables
 from churn_spark.config import Config
 from churn_spark.errors import InputError
-from churn_spark.score import check_compatible
+from churn_spark.score import check_compatible, with_model_inputs
 from churn_spark.train.bundle import Bundle
+from churn_spark.train.sequence import SEQUENCE
 from churn_spark.train.tracking import CHAMPION, champion_version, load_registered
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,14 @@ def _latest_matured(spark: SparkSession, config: Config, bundles: Iterable[Bundl
     day = frame.agg(F.max("snapshot_date")).first()[0]
     if day is None:
         raise InputError(f"{config.table('training_set')}: training_set is empty; run churn-spark labels first")
+    frame = frame.where(F.col("snapshot_date") == F.lit(day))
+    for bundle in bundles:  # a sequence model's daily activity before that date, from the rollup
+        frame = with_model_inputs(spark, config, frame, bundle) if SEQUENCE not in frame.columns else frame
     features: list[str] = []
     for bundle in bundles:
         check_compatible(bundle, frame.schema, f"training_set at {day}")
         features += [name for name in bundle.inputs if name not in features]
-    rows = frame.where(F.col("snapshot_date") == F.lit(day)).select("label", *features).toPandas()
+    rows = frame.select("label", *features).toPandas()
     if rows["label"].nunique() < 2:
         raise InputError(f"training_set at {day}: every label is {rows['label'].iloc[0]}; "
                          "ROC-AUC needs churners and non-churners")

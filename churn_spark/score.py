@@ -31,6 +31,7 @@ from churn_spark.features import KEYS, catalogue
 from churn_spark.labels import snapshot_rows
 from churn_spark.snapshots import features_at, read_inputs
 from churn_spark.train.bundle import Bundle
+from churn_spark.train.sequence import SEQUENCE, attach
 from churn_spark.train.preprocess import CATEGORIES, NUMERIC, derive, input_arrays, raw_arrays, with_derived
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,12 @@ class Scorer:
         """
         features = derive(features, self.bundle.preprocessing)
         numeric, categories = raw_arrays(features, self.bundle.preprocessing)
+        sequence = self.bundle.sequence_input(features)  # a sequence model's daily activity
         if self.reasons == 0:  # probabilities only: one forward pass, no contributions
-            logits = self.model.logits(numeric, categories)
+            logits = self.model.logits(numeric, categories, **sequence)
             chosen: list[list[int]] = [[] for _ in range(len(features))]
         else:
-            logits, contributions = self.model.contributions(numeric, categories)
+            logits, contributions = self.model.contributions(numeric, categories, **sequence)
             contributions = np.where(self.writer.explainable(features), contributions, 0.0)
             chosen = top_reasons(contributions, self.reasons, self.writer.groups)
         values = [features[name].to_numpy() for name in self.names]
@@ -134,6 +136,7 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
     payload, kept = bundle.to_bytes(), features.select(*keep).schema
     schema = T.StructType([*kept.fields, T.StructField("churn_probability", T.DoubleType())])
     numeric_width, categories_width = len(bundle.preprocessing.numeric), len(bundle.preprocessing.categorical)
+    sequence_width = bundle.sequence["days"] * len(bundle.sequence["channels"]) if bundle.sequence else 0
 
     def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
         return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
@@ -148,11 +151,14 @@ def score_probabilities(features: DataFrame, bundle: Bundle, keep: list[str | Co
         for batch in batches:
             numeric = matrix(batch.column(NUMERIC), numeric_width).astype(np.float64)
             categories = matrix(batch.column(CATEGORIES), categories_width).astype(np.int64)
-            probability = loaded.probabilities(model.logits(numeric, categories))
+            sequence = ({"sequence": matrix(batch.column(SEQUENCE), sequence_width).astype(np.float32)}
+                        if sequence_width else {})
+            probability = loaded.probabilities(model.logits(numeric, categories, **sequence))
             columns = [batch.column(f.name) for f in kept.fields]
             yield pa.RecordBatch.from_arrays([*columns, pa.array(probability)], names=schema.fieldNames())
 
-    inputs = with_derived(features, bundle.preprocessing).select(*keep, *input_arrays(bundle.preprocessing))
+    inputs = with_derived(features, bundle.preprocessing).select(
+        *keep, *input_arrays(bundle.preprocessing), *([SEQUENCE] if sequence_width else []))
     return inputs.mapInArrow(_predict, schema)
 
 
@@ -191,8 +197,13 @@ def check_compatible(bundle: Bundle, schema: T.StructType, where: str) -> None:
     if missing:
         raise InputError(f"{label} does not fit {where}: missing feature(s) {', '.join(missing)}")
     categorical = bundle.preprocessing.categorical
-    wrong = [name for name in bundle.inputs
-             if not isinstance(types[name], T.StringType if name in categorical else _NUMERIC_TYPES)]
+
+    def fits(name: str) -> bool:
+        if name == SEQUENCE:
+            return isinstance(types[name], T.ArrayType) and isinstance(types[name].elementType, _NUMERIC_TYPES)
+        return isinstance(types[name], T.StringType if name in categorical else _NUMERIC_TYPES)
+
+    wrong = [name for name in bundle.inputs if not fits(name)]
     if wrong:
         raise InputError(f"{label} does not fit {where}: feature(s) of another type: {', '.join(wrong)}")
     try:
@@ -235,6 +246,7 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
 
     version, bundle = load_registered(config, version)
     features, where = _features_at(spark, config, as_of)
+    features = with_model_inputs(spark, config, features, bundle)
     check_compatible(bundle, features.schema, where)
     features = features.persist()
     try:
@@ -273,6 +285,15 @@ def _drift(features: DataFrame, rows: DataFrame, bundle: Bundle, version: str, a
         tables.SPECS["drift_metrics"].schema)
     tables.replace_dates(frame, config, "drift_metrics", [as_of])
     return measured
+
+
+def with_model_inputs(spark: SparkSession, config: Config, features: DataFrame, bundle: Bundle) -> DataFrame:
+    """``features`` with what the model reads beside them: a sequence model's daily activity
+    before T (``train.sequence.attach``, from the ``user_daily`` rollup); else ``features``."""
+    if not bundle.sequence:
+        return features
+    return attach(features, tables.read_table(spark, config, "user_daily"), bundle.sequence["days"],
+                  bundle.sequence["channels"])
 
 
 def scored(features: DataFrame, bundle: Bundle, config: Config) -> DataFrame:

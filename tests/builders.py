@@ -187,6 +187,16 @@ def lr_bundle(prep: Preprocessing = PREP, weights: tuple[float, ...] = (1.0, -2.
     return Bundle("lr", network.state_dict(), prep, threshold=0.5)
 
 
+def gru_bundle(prep: Preprocessing = PREP, days: int = 5, channels: tuple[str, ...] = ("purchases", "spend"),
+               seed: int = 3) -> Bundle:
+    """A sequence model (a GRU beside ``prep``'s features) with seeded random weights, over the
+    last ``days`` days of ``channels``."""
+    network = build_model("gru", len(prep.numeric), prep.cardinalities(), torch.device("cpu"), seed=seed,
+                          days=days, channels=len(channels))
+    return Bundle("gru", network.state_dict(), prep, threshold=0.5,
+                  sequence={"days": days, "channels": list(channels)})
+
+
 def booster_bundle(prep: Preprocessing = PREP) -> Bundle:
     """A real LightGBM booster over ``PREP``'s features, trained on 400 seeded rows where churn
     is exactly "last purchase more than 30 days ago" (the other features are noise)."""

@@ -74,7 +74,8 @@ def test_scoring_writes_each_features_and_the_scores_drift_from_the_models_refer
 
     result = run_scoring(spark, registered, T1, version)
     stored = tables.read_table(spark, registered, "drift_metrics").toPandas()
-    assert stored["feature"].tolist() == [*bundle.preprocessing.numeric, "membership_level", drift.SCORE]
+    assert [m["feature"] for m in result.drift] == [*bundle.preprocessing.numeric, "membership_level", drift.SCORE]
+    assert sorted(stored["feature"]) == sorted(m["feature"] for m in result.drift)
     assert (stored["psi"].tolist(), stored["js_distance"].tolist()) == ([0.0] * 5, [0.0] * 5)
     assert set(stored["rows"]) == {3} and set(stored["model_version"]) == {version}
     assert result.drift_line() == ("drift_metrics: 4 features; score PSI 0.000, JS distance 0.000; features with "

@@ -314,3 +314,21 @@ def test_without_petastorm_auto_is_arrow_and_petastorm_is_refused() -> None:
         f"conf/local.yaml: train.feed: Value error, petastorm cannot be imported here ({problem}); "
         f"set train.feed to arrow or auto",
     ]
+
+
+@pytest.mark.parametrize("feed", ["arrow", pytest.param("petastorm", marks=needs_petastorm)])
+def test_a_sequence_column_arrives_as_one_float_row_per_row(spark: SparkSession, tmp_path: Path, feed: str) -> None:
+    """The sequence model's input: an array of doubles per row becomes a (batch, length) float32
+    tensor whose rows are the rows' arrays, beside the scalar columns."""
+    frame = spark.range(10).select(F.col("id").cast("float").alias("row"),
+                                   F.array(*[F.col("id") * 1.0 + k for k in range(6)]).alias("daily_sequence"))
+    cache = make_converter(frame.repartition(2), f"file://{tmp_path}", feed=feed)
+    try:
+        with open_batches(cache, batch_size=4) as batches:
+            read = list(batches)
+    finally:
+        cache.delete()
+    assert {batch["daily_sequence"].dtype for batch in read} == {torch.float32}
+    seen = [(int(row), values.tolist()) for batch in read
+            for row, values in zip(batch["row"], batch["daily_sequence"], strict=True)]
+    assert sorted(seen) == [(i, [float(i + k) for k in range(6)]) for i in range(10)]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from churn_spark import storage
@@ -25,7 +26,9 @@ from churn_spark.snapshots import run_labels
 from churn_spark.tables import read_table
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.job import evaluate_run, run_training
-from churn_spark.train.tracking import tracking_uri
+from churn_spark.snapshots import read_daily
+from churn_spark.train.sequence import CHANNELS, attach
+from churn_spark.train.tracking import register_bundle, tracking_uri
 from tests.builders import SMALL_SNAPSHOTS, write_small_training_set
 from tests.conftest import ROOT, TEST_SETTINGS
 
@@ -43,7 +46,7 @@ def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tu
     config = load_config(ROOT / "conf" / "local.yaml", [
         *TEST_SETTINGS, f"lakehouse={root / 'lakehouse'}", f"mlflow.tracking_uri={root / 'mlruns'}",
         "generate.users=600", "generate.days=180", "train.epochs=10", "train.num_processes=2",
-        "train.launcher=torchdistributor"])
+        "train.launcher=torchdistributor", "train.models=[lr,mlp,gru]", "train.sequence_days=30"])
     generate_landing(spark, config.generate, str(root / "landing"))
     ingest(spark, config, str(root / "landing" / "events"), str(root / "landing" / "users"), "jsonl")
     run_labels(spark, config, SNAPSHOTS)
@@ -55,12 +58,13 @@ def test_networks_beat_the_recency_only_score(trained: tuple[Config, dict]) -> N
     _, result = trained
     models = result["metrics"]["models"]
     networks = {kind: summary for kind, summary in result["summaries"].items() if kind != "lightgbm"}
-    assert set(networks) == {"lr", "mlp"} and {s["world_size"] for s in networks.values()} == {2}
+    assert set(networks) == {"lr", "mlp", "gru"} and {s["world_size"] for s in networks.values()} == {2}
     assert models["mlp"]["roc_auc"] > models["recency"]["roc_auc"] + 0.03
     assert models["lr"]["roc_auc"] > models["recency"]["roc_auc"]
     assert models["lightgbm"]["roc_auc"] > models["recency"]["roc_auc"]
     assert 0.5 < models["bgnbd"]["roc_auc"] < models["lightgbm"]["roc_auc"]  # the buy-till-you-die reference
     assert models["ensemble"]["roc_auc"] > models["recency"]["roc_auc"] + 0.03  # the calibrated models averaged
+    assert models["gru"]["roc_auc"] > models["recency"]["roc_auc"]  # the daily sequences beside the features
 
 
 @pytest.mark.slow
@@ -71,7 +75,8 @@ def test_the_champion_is_the_best_on_validation_whatever_its_kind(trained: tuple
     config, result = trained
     metrics = result["metrics"]
     valid = metrics["valid_roc_auc"]
-    assert set(valid) == {"lr", "mlp", "lightgbm", "ensemble"} and metrics["champion"] == max(valid, key=valid.get)
+    assert set(valid) == {"lr", "mlp", "gru", "lightgbm", "ensemble"}
+    assert metrics["champion"] == max(valid, key=valid.get)
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
     version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
     assert version.tags["kind"] == metrics["champion"]
@@ -95,14 +100,22 @@ def test_report_and_evaluate_agree(spark: SparkSession, trained: tuple[Config, d
     assert evaluate_run(spark, config) == result["metrics"]
 
 
+def _with_sequences(spark: SparkSession, config: Config, bundle: Bundle, rows: DataFrame) -> pd.DataFrame:
+    """``rows`` as pandas, with each row's daily sequence where ``bundle`` reads one."""
+    if bundle.sequence:
+        rows = attach(rows, read_daily(spark, config), bundle.sequence["days"])
+    return rows.toPandas()
+
+
 @pytest.mark.slow
 def test_registered_model_scores_like_the_bundle(spark: SparkSession, trained: tuple[Config, dict]) -> None:
     config, result = trained
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
     model = mlflow.pyfunc.load_model(f"models:/{config.mlflow.model_name}/{result['version']}")
-    rows = read_table(spark, config, "training_set").where(F.col("snapshot_date") == SNAPSHOTS[-1]).toPandas()
     version = mlflow.MlflowClient().get_model_version(config.mlflow.model_name, result["version"])
     bundle = Bundle.load(f"{config.location('models')}/{result['run']}/{version.tags['kind']}.pt")
+    rows = _with_sequences(spark, config, bundle,
+                           read_table(spark, config, "training_set").where(F.col("snapshot_date") == SNAPSHOTS[-1]))
     assert np.allclose(model.predict(rows)["churn_probability"].to_numpy(), bundle.predict_proba(rows))
     assert float(version.tags["threshold"]) == pytest.approx(bundle.threshold)
     assert version.tags["features"].split(",") == bundle.features
@@ -118,7 +131,8 @@ def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, tra
     assert scored.model_version == result["version"]
     scores = read_table(spark, config, "churn_scores").toPandas().set_index("user_id")
     events, users = read_table(spark, config, "events"), read_table(spark, config, "users")
-    features = compute_features(events, users, [as_of], config.features).toPandas()
+    champion = Bundle.load(f"{config.location('models')}/{result['run']}/{result['metrics']['champion']}.pt")
+    features = _with_sequences(spark, config, champion, compute_features(events, users, [as_of], config.features))
     assert len(scores) == len(features) == scored.users  # every user known at T, none dropped
     sample = features.sample(50, random_state=0)
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
@@ -134,8 +148,28 @@ def test_scoring_job_gives_the_registered_models_output(spark: SparkSession, tra
     # The test snapshot is the model's drift reference: scored there, its population has not moved.
     bundle = Bundle.load(f"{config.location('models')}/{result['run']}/{result['metrics']['champion']}.pt")
     drift = read_table(spark, config, "drift_metrics").toPandas()
-    assert drift["feature"].tolist() == [*bundle.inputs, "churn_probability"] == [m["feature"] for m in scored.drift]
+    assert [m["feature"] for m in scored.drift] == [*bundle.preprocessing.columns(), "churn_probability"]
+    assert sorted(drift["feature"]) == sorted(m["feature"] for m in scored.drift)  # a table has no row order
     assert set(drift["rows"]) == {len(active)} and drift["psi"].max() < 0.01
+
+
+@pytest.mark.slow
+def test_the_sequence_model_is_served_by_the_scoring_job_as_trained(
+        spark: SparkSession, trained: tuple[Config, dict], tmp_path: Path) -> None:
+    """The run's GRU registered on its own: the scoring job attaches each user's last 30 days
+    from the rollup and gives the bundle's probabilities on the same rows."""
+    config, result = trained
+    path = f"{config.location('models')}/{result['run']}/gru.pt"
+    bundle = Bundle.load(path)
+    assert bundle.sequence == {"days": 30, "channels": list(CHANNELS)}
+    version = register_bundle(config, storage.local_path(path))
+    as_of = SNAPSHOTS[-2]
+    run_scoring(spark, config, as_of, version)
+    scores = read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == as_of).toPandas()
+    events, users = read_table(spark, config, "events"), read_table(spark, config, "users")
+    rows = attach(compute_features(events, users, [as_of], config.features), read_daily(spark, config), 30).toPandas()
+    expected = dict(zip(rows["user_id"], bundle.predict_proba(rows), strict=True))
+    np.testing.assert_allclose(scores["churn_probability"], scores["user_id"].map(expected), rtol=1e-5)
 
 
 # --- a refused or interrupted run never becomes LATEST ---------------------------------------------

@@ -21,8 +21,9 @@ import torch
 
 from churn_spark import storage
 from churn_spark.calibrate import Calibration
-from churn_spark.train.model import MODELS, build_model
+from churn_spark.train.model import MODELS, SEQUENCE_MODELS, SequenceGRU, WithSequence, build_model
 from churn_spark.train.preprocess import Preprocessing, raw_arrays, standardise
+from churn_spark.train.sequence import SEQUENCE, as_array
 
 BOOSTER = "lightgbm"  # the kind of a LightGBM bundle: its state is {"model": the booster as text}
 ENSEMBLE = "ensemble"  # the average of a run's calibrated models: its state is {"members": [their bundles' bytes]}
@@ -42,6 +43,9 @@ class Bundle:
     # Bins and shares of the features and of the model's probability on the run's test snapshot,
     # frozen at training: what scoring runs measure drift from (churn_spark/drift.py).
     reference: dict[str, Any] | None = None
+    # The daily-activity input of a sequence model ({"days", "channels"}: churn_spark.train.sequence);
+    # an ensemble holding one reads it too. None: the model reads the feature row alone.
+    sequence: dict[str, Any] | None = None
 
     @property
     def features(self) -> list[str]:
@@ -51,8 +55,8 @@ class Bundle:
     @property
     def inputs(self) -> list[str]:
         """The feature columns a row must hold to be scored (``features`` less the derived ones,
-        plus what they are derived from)."""
-        return self.preprocessing.columns()
+        plus what they are derived from, and the daily sequence of a sequence model)."""
+        return [*self.preprocessing.columns(), *([SEQUENCE] if self.sequence else [])]
 
     def save(self, path: str, config: storage.Where = None) -> None:
         """Write the bundle to ``path`` (a path or URI), whole or not at all."""
@@ -68,7 +72,8 @@ class Bundle:
         buffer = io.BytesIO()
         torch.save({"kind": self.kind, "state": self.state, "preprocessing": self.preprocessing.to_dict(),
                     "threshold": self.threshold, "version": self.version,
-                    "calibration": self.calibration.to_dict(), "reference": self.reference}, buffer)
+                    "calibration": self.calibration.to_dict(), "reference": self.reference,
+                    "sequence": self.sequence}, buffer)
         return buffer.getvalue()
 
     @classmethod
@@ -76,20 +81,23 @@ class Bundle:
         saved: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         return cls(saved["kind"], saved["state"], Preprocessing.from_dict(saved["preprocessing"]),
                    saved["threshold"], saved.get("version", ""), Calibration.from_dict(saved.get("calibration")),
-                   saved.get("reference"))
+                   saved.get("reference"), saved.get("sequence"))
 
     @classmethod
     def load_checkpoint(cls, path: str, kind: str, preprocessing: Preprocessing,
-                        config: storage.Where = None) -> Bundle:
-        """The best weights a training run checkpointed (at a path or URI), as a bundle."""
+                        config: storage.Where = None, sequence: dict[str, Any] | None = None) -> Bundle:
+        """The best weights a training run checkpointed (at a path or URI), as a bundle (with the
+        daily-sequence input a sequence model was trained on)."""
         saved = torch.load(io.BytesIO(storage.read_bytes(path, config)), map_location="cpu", weights_only=False)
-        return cls(kind, saved["model"], preprocessing)
+        return cls(kind, saved["model"], preprocessing, sequence=sequence)
 
     @classmethod
     def ensemble(cls, members: Sequence[Bundle]) -> Bundle:
         """The average of ``members``' calibrated probabilities as a bundle of its own; the
         members come from one run, so they read one preprocessing."""
-        return cls(ENSEMBLE, {"members": [member.to_bytes() for member in members]}, members[0].preprocessing)
+        sequence = next((member.sequence for member in members if member.sequence), None)
+        return cls(ENSEMBLE, {"members": [member.to_bytes() for member in members]}, members[0].preprocessing,
+                   sequence=sequence)
 
     def model(self) -> NetworkModel | BoosterModel | EnsembleModel:
         """The trained model, loaded on the CPU.
@@ -108,9 +116,11 @@ class Bundle:
         return NetworkModel(self.network(), self.preprocessing)
 
     def network(self) -> torch.nn.Module:
-        """The network of an ``lr`` or ``mlp`` bundle, in evaluation mode."""
+        """The network of an ``lr``, ``mlp`` or ``gru`` bundle, in evaluation mode."""
+        shape = ({"days": self.sequence["days"], "channels": len(self.sequence["channels"])}
+                 if self.kind in SEQUENCE_MODELS else {})
         model = build_model(self.kind, len(self.preprocessing.numeric), self.preprocessing.cardinalities(),
-                            torch.device("cpu"))
+                            torch.device("cpu"), **shape)
         model.load_state_dict(self.state)
         return model.eval()
 
@@ -122,8 +132,15 @@ class Bundle:
                       calibrated: bool = True) -> np.ndarray:
         """Churn probabilities of raw feature rows (pandas), on the CPU; ``calibrated=False``
         for the model's own (the report's "before calibration")."""
-        logits = (model or self.model()).logits(*raw_arrays(rows, self.preprocessing))
+        logits = (model or self.model()).logits(*raw_arrays(rows, self.preprocessing), **self.sequence_input(rows))
         return self.probabilities(logits) if calibrated else sigmoid(logits)
+
+    def sequence_input(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """``{"sequence": (rows, days * channels) float32}`` from raw rows for a model that reads
+        the daily sequence; nothing for one that does not."""
+        if not self.sequence:
+            return {}
+        return {"sequence": as_array(rows, self.sequence["days"], len(self.sequence["channels"]))}
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -144,18 +161,29 @@ class NetworkModel:
         for parameter in network.parameters():
             parameter.requires_grad_(False)
 
-    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    def logits(self, numeric: np.ndarray, categories: np.ndarray, sequence: np.ndarray | None = None) -> np.ndarray:
         with torch.no_grad():
-            out = self.network(torch.from_numpy(standardise(numeric, self.preprocessing)),
-                               torch.from_numpy(categories))
+            out = self._bound(sequence)(torch.from_numpy(standardise(numeric, self.preprocessing)),
+                                        torch.from_numpy(categories))
         return out.numpy().astype("float64")
 
-    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and each input's contribution to them (``explain.attributions``)."""
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray,
+                      sequence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and each tabular input's contribution to them (``explain.attributions``; a
+        sequence model's daily sequence held as it is)."""
         from churn_spark.explain import attributions
 
-        logits, contributions = attributions(self.network, standardise(numeric, self.preprocessing), categories)
+        logits, contributions = attributions(self._bound(sequence), standardise(numeric, self.preprocessing),
+                                             categories)
         return logits.numpy().astype("float64"), contributions
+
+    def _bound(self, sequence: np.ndarray | None) -> torch.nn.Module:
+        """The network, with the batch's sequences bound for a sequence model."""
+        if not isinstance(self.network, SequenceGRU):
+            return self.network
+        if sequence is None:
+            raise ValueError(f"a sequence model needs each row's {SEQUENCE}")
+        return WithSequence(self.network, torch.from_numpy(np.asarray(sequence, dtype=np.float32)))
 
 
 class BoosterModel:
@@ -184,12 +212,13 @@ class BoosterModel:
         # As many threads as torch was given: the scoring UDF sets both to the task's cores.
         return self.booster.predict(self.inputs(numeric, categories), num_threads=torch.get_num_threads(), **kind)
 
-    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    def logits(self, numeric: np.ndarray, categories: np.ndarray, sequence: np.ndarray | None = None) -> np.ndarray:
         if len(numeric) == 0:
             return np.zeros(0)
         return np.asarray(self._predict(numeric, categories, raw_score=True), dtype="float64")
 
-    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray,
+                      sequence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if len(numeric) == 0:
             return np.zeros(0), np.zeros((0, self.booster.num_feature()))
         shap = np.asarray(self._predict(numeric, categories, pred_contrib=True), dtype="float64")
@@ -204,11 +233,12 @@ class EnsembleModel:
     def __init__(self, members: Sequence[Bundle]) -> None:
         self.members = [(member, member.model()) for member in members]
 
-    def logits(self, numeric: np.ndarray, categories: np.ndarray) -> np.ndarray:
-        return logit(np.mean([member.probabilities(model.logits(numeric, categories))
+    def logits(self, numeric: np.ndarray, categories: np.ndarray, sequence: np.ndarray | None = None) -> np.ndarray:
+        return logit(np.mean([member.probabilities(model.logits(numeric, categories, sequence))
                               for member, model in self.members], axis=0))
 
-    def contributions(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [(member, *model.contributions(numeric, categories)) for member, model in self.members]
+    def contributions(self, numeric: np.ndarray, categories: np.ndarray,
+                      sequence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        parts = [(member, *model.contributions(numeric, categories, sequence)) for member, model in self.members]
         probabilities = np.mean([member.probabilities(logits) for member, logits, _ in parts], axis=0)
         return logit(probabilities), np.mean([contributions for _, _, contributions in parts], axis=0)

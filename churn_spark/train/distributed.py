@@ -68,9 +68,9 @@ def run_rank(params: dict[str, Any]) -> dict[str, Any]:
         dist.init_process_group("nccl" if cuda else "gloo")
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     try:
-        inputs = Inputs(params["numeric"], params["categorical"])
+        inputs = Inputs(params["numeric"], params["categorical"], sequence=params.get("sequence_column"))
         model = build_model(params["model"], len(inputs.numeric), params["cardinalities"], device,
-                            seed=params["seed"])
+                            seed=params["seed"], **params.get("shape", {}))
         if world > 1:
             model = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
         optimizer = torch.optim.Adam(model.parameters(), lr=params["learning_rate"],

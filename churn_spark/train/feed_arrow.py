@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import torch
@@ -80,12 +81,15 @@ def shard(counts: list[int], order: list[int], rank: int, world_size: int, pad: 
 
 
 def _prepared(frame: DataFrame) -> DataFrame:
-    """``frame`` with doubles as float32 (as petastorm stores them); any non-numeric column refused."""
+    """``frame`` with doubles as float32 (as petastorm stores them), arrays of numbers as arrays of
+    float32 (a sequence: one fixed-length array per row); any other column refused."""
     columns = []
     for field in frame.schema.fields:
         kind = field.dataType
         if isinstance(kind, T.DoubleType):
             columns.append(frame[field.name].cast("float").alias(field.name))
+        elif isinstance(kind, T.ArrayType) and isinstance(kind.elementType, (T.FloatType, T.DoubleType)):
+            columns.append(frame[field.name].cast("array<float>").alias(field.name))
         elif isinstance(kind, (T.FloatType, T.IntegralType, T.BooleanType)):
             columns.append(frame[field.name])
         else:
@@ -160,6 +164,11 @@ def _tensors(table: Any) -> dict[str, torch.Tensor]:
     for name, column in zip(table.column_names, table.columns):
         if column.null_count:
             raise ValueError(f"training cache: column {name} holds nulls; the feed takes complete rows only")
+        if pa.types.is_list(column.type):  # a sequence: every row's array the same length
+            flat = column.combine_chunks()
+            values = flat.flatten().to_numpy(zero_copy_only=False).reshape(len(flat), -1)
+            out[name] = torch.from_numpy(np.require(values, dtype=np.float32, requirements="W"))
+            continue
         # Writable memory for torch (a single-chunk column converts without a copy, read-only).
         out[name] = torch.from_numpy(np.require(column.to_numpy(), requirements="W"))
     return out

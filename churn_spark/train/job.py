@@ -11,6 +11,7 @@ import logging
 import posixpath
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ from churn_spark.features import catalogue
 from churn_spark.train import preprocess
 from churn_spark.train.bundle import BOOSTER, ENSEMBLE, Bundle, BoosterModel
 from churn_spark.train.distributed import launch
+from churn_spark.snapshots import read_daily
+from churn_spark.train.model import SEQUENCE_MODELS
+from churn_spark.train.sequence import CHANNELS, SEQUENCE, attach
 from churn_spark.train.split import Split, choose_split
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,8 @@ def run_training(spark: SparkSession, config: Config, resume: bool = False) -> d
             summaries[kind] = {**launch(params, config.train.launcher, config.train.num_processes,
                                         config.train.local_mode), "seconds": time.perf_counter() - began,
                               "hyperparameters": {name: params[name] for name in SEARCHED}}
-            bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config)
+            bundle = Bundle.load_checkpoint(summaries[kind]["checkpoint"], kind, prep, config,
+                                            sequence_spec(config) if kind in SEQUENCE_MODELS else None)
             members.append(_calibrate(bundle, valid_rows, config))
             members[-1].save(storage.join(run_dir, f"{kind}.pt"), config)
     finally:
@@ -100,9 +105,10 @@ class Prepared:
     negatives: int
 
 
-def prepare(spark: SparkSession, config: Config) -> Prepared:
+def prepare(spark: SparkSession, config: Config, kinds: Sequence[str] | None = None) -> Prepared:
     """Check that a run can be written and the training_set split, split it, fit preprocessing;
-    creates nothing.
+    creates nothing. The parts hold the daily sequence where one of ``kinds`` (default
+    ``train.models``) reads it.
 
     Raises
     ------
@@ -113,7 +119,8 @@ def prepare(spark: SparkSession, config: Config) -> Prepared:
         tables.check_location(config, folder, write=True)
     if not tables.table_exists(spark, config, "training_set"):
         raise InputError(f"{config.table('training_set')}: no training_set; run churn-spark labels first")
-    training = tables.read_table(spark, config, "training_set")
+    training = with_sequences(spark, config, tables.read_table(spark, config, "training_set"),
+                              any(kind in SEQUENCE_MODELS for kind in kinds or config.train.models))
     split = _split(training, config)
     features = catalogue(config.features)
     numeric = [f.name for f in features if f.dtype != "string"]
@@ -125,13 +132,29 @@ def prepare(spark: SparkSession, config: Config) -> Prepared:
     return Prepared(split, prep, parts, positives, negatives)
 
 
+def sequence_spec(config: Config) -> dict[str, Any]:
+    """The daily-sequence input a sequence model trains on (``Bundle.sequence``)."""
+    return {"days": config.train.sequence_days, "channels": list(CHANNELS)}
+
+
+def with_sequences(spark: SparkSession, config: Config, rows: DataFrame, wanted: bool,
+                   spec: dict[str, Any] | None = None) -> DataFrame:
+    """``rows`` with each row's daily sequence (``train.sequence``) where ``wanted``; the
+    ``user_daily`` rollup is brought up to date first."""
+    if not wanted:
+        return rows
+    spec = spec or sequence_spec(config)
+    return attach(rows, read_daily(spark, config), spec["days"], spec["channels"])
+
+
 def open_converters(prepared: Prepared, config: Config) -> dict[str, Any]:
     """The training and validation parts as model inputs, cached where every rank can read them
     (delete each when done)."""
     from churn_spark.train.feed import make_converter
 
     cache = config.location("cache")  # a URI every training rank can read, wherever it runs
-    return {name: make_converter(preprocess.apply(prepared.parts[name], prepared.prep, keep=("label",)).repartition(
+    keep = ("label", SEQUENCE) if SEQUENCE in prepared.parts["train"].columns else ("label",)
+    return {name: make_converter(preprocess.apply(prepared.parts[name], prepared.prep, keep=keep).repartition(
         max(2, config.train.num_processes)), cache, feed=config.train.feed,
         storage_options=storage.storage_options(cache, config)) for name in ("train", "valid")}
 
@@ -152,16 +175,19 @@ def evaluate_run(spark: SparkSession, config: Config, run_dir: str | None = None
     saved = json.loads(storage.read_text(storage.join(run_dir, "split.json"), config))
     split = Split(*(tuple(dt.date.fromisoformat(d) for d in saved[k]) for k in ("train", "valid", "test")),
                   saved.get("valid_users", 0.0))  # a run of an older churn-spark validated by snapshot
-    training = tables.read_table(spark, config, "training_set")
-    rows = {name: training.where(split.part() == name).toPandas() for name in ("valid", "test")}
-    scores, before = {}, {}
+    bundles = {}
     for kind in candidates(config):
         path = storage.join(run_dir, f"{kind}.pt")
         if kind == ENSEMBLE and not storage.exists(path, config):
             continue  # a run of a churn-spark from before the ensemble: its models stand on their own
         if not storage.exists(path, config):
             raise InputError(f"{run_dir}: no {kind}.pt (a run of an older churn-spark?); run churn-spark train")
-        bundle = Bundle.load(path, config)
+        bundles[kind] = Bundle.load(path, config)
+    spec = next((b.sequence for b in bundles.values() if b.sequence), None)
+    training = with_sequences(spark, config, tables.read_table(spark, config, "training_set"), spec is not None, spec)
+    rows = {name: training.where(split.part() == name).toPandas() for name in ("valid", "test")}
+    scores, before = {}, {}
+    for kind, bundle in bundles.items():
         model = bundle.model()
         scores[kind] = {name: bundle.predict_proba(part, model) for name, part in rows.items()}
         before[kind] = bundle.predict_proba(rows["test"], model, calibrated=False)
@@ -300,7 +326,10 @@ def network_params(config: Config, kind: str, prepared: Prepared, converters: di
     """``train_fn``'s parameters for a network of ``kind`` (``hyperparameters`` unless overridden),
     checkpointing to ``checkpoint`` (a URI every rank can write)."""
     settings, prep = config.train, prepared.prep
-    return {**dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
+    spec = sequence_spec(config)
+    sequence = ({"sequence_column": SEQUENCE, "shape": {"days": spec["days"], "channels": len(spec["channels"])}}
+                if kind in SEQUENCE_MODELS else {})
+    return {**sequence, **dict(model=kind, numeric=list(prep.numeric), categorical=list(prep.categorical),
                    cardinalities=prep.cardinalities(), seed=settings.seed, **hyperparameters(config, kind),
                    pos_weight=prepared.negatives / prepared.positives, epochs=settings.epochs,
                    patience=settings.patience, train=converters["train"], valid=converters["valid"],
@@ -331,6 +360,7 @@ def _fit_lightgbm(train: DataFrame, valid: pd.DataFrame, prep: preprocess.Prepro
     ``train.baseline_max_rows``), early-stopped on validation log loss; as a bundle that reads
     the inputs every kind reads (``BoosterModel.inputs``: category codes in the training split's
     vocabulary)."""
+    train = train.drop(SEQUENCE)  # the booster reads the feature row alone
     total = train.count()
     cap = config.train.baseline_max_rows
     frame = (train if total <= cap else train.sample(fraction=cap / total, seed=config.train.seed)).toPandas()

@@ -33,19 +33,26 @@ Batches = Callable[[int | None], contextlib.AbstractContextManager[Iterator[dict
 
 @dataclass
 class Inputs:
-    """Which batch columns are numeric features, category indices and the label."""
+    """Which batch columns are numeric features, category indices, the label, and (for a sequence
+    model) the daily sequence."""
 
     numeric: list[str]
     categorical: list[str]
     label: str = "label"
+    sequence: str | None = None
 
-    def split(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    def split(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[tuple[torch.Tensor, ...],
+                                                                                  torch.Tensor]:
+        """The model's inputs (numerics, category indices, and the sequence where there is one)
+        and the labels, on ``device``."""
         numeric = torch.stack([batch[c].float() for c in self.numeric], dim=1).to(device)
         if self.categorical:
             categories = torch.stack([batch[c].long() for c in self.categorical], dim=1).to(device)
         else:
             categories = torch.zeros((numeric.shape[0], 0), dtype=torch.long, device=device)
-        return numeric, categories, batch[self.label].float().to(device)
+        inputs = (numeric, categories) if self.sequence is None else (
+            numeric, categories, batch[self.sequence].float().to(device))
+        return inputs, batch[self.label].float().to(device)
 
 
 @dataclass
@@ -79,9 +86,9 @@ class Trainer:
         self.state = TrainState()
 
     def _run_batch(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
-        numeric, categories, labels = self.inputs.split(batch, self.device)
+        inputs, labels = self.inputs.split(batch, self.device)
         self.optimizer.zero_grad()
-        loss = self.loss(self.model(numeric, categories), labels)
+        loss = self.loss(self.model(*inputs), labels)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach()) * len(labels), len(labels)
@@ -104,8 +111,8 @@ class Trainer:
         scores, labels = [], []
         with torch.no_grad(), self.valid_batches(None) as batches:
             for batch in batches:
-                numeric, categories, y = self.inputs.split(batch, self.device)
-                scores.append(torch.sigmoid(self._module()(numeric, categories)).cpu().numpy())
+                inputs, y = self.inputs.split(batch, self.device)
+                scores.append(torch.sigmoid(self._module()(*inputs)).cpu().numpy())
                 labels.append(y.cpu().numpy())
         scores_all, labels_all = self._gather(np.concatenate(scores or [np.zeros(0)]),
                                               np.concatenate(labels or [np.zeros(0)]))

@@ -22,6 +22,7 @@ from churn_spark import storage
 from churn_spark.config import Config
 from churn_spark.errors import InputError
 from churn_spark.train.bundle import Bundle
+from churn_spark.train.sequence import SEQUENCE
 from churn_spark.train.split import Split
 
 CHAMPION = "champion"  # the registered-model alias that scoring uses by default
@@ -114,10 +115,18 @@ def register_bundle(config: Config, path: str | os.PathLike[str], tags: dict[str
 
 
 def _signature(bundle: Bundle) -> ModelSignature:
-    """Raw feature rows in (numerics and category text), ``churn_probability`` out; Unity
-    Catalog's registry requires a signature."""
+    """Raw feature rows in (numerics and category text, a sequence model's daily sequence as an
+    array of floats), ``churn_probability`` out; Unity Catalog's registry requires a signature."""
+    from mlflow.types.schema import Array
+
     categorical = bundle.preprocessing.categorical
-    inputs = [ColSpec("string" if name in categorical else "double", name) for name in bundle.inputs]
+
+    def spec(name: str) -> ColSpec:
+        if name == SEQUENCE:
+            return ColSpec(Array("float"), name)
+        return ColSpec("string" if name in categorical else "double", name)
+
+    inputs = [spec(name) for name in bundle.inputs]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "churn_probability")]))
 
 

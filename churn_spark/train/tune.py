@@ -70,8 +70,8 @@ def run_tuning(spark: SparkSession, config: Config) -> list[Search]:
 
     from churn_spark.train.tracking import tracking_uri
 
-    prepared = job.prepare(spark, config)
     kinds = config.tune.models or config.train.models
+    prepared = job.prepare(spark, config, kinds)
     deadline = time.monotonic() + config.tune.timeout_minutes * 60
     scratch = storage.join(config.location("cache"), f"tune-{uuid.uuid4().hex}")  # the trials' checkpoints
     mlflow.set_tracking_uri(tracking_uri(config.mlflow.tracking_uri))
