@@ -121,13 +121,12 @@ def test_training_ran_two_ddp_ranks_as_barrier_tasks_on_the_executors(cluster_ru
     record = json.loads(cluster_run.read(f"models/{latest}/training.json"))
     assert record.pop("lightgbm")["trees"] >= 1  # the booster trains on the driver
     assert {kind: (s["world_size"], s["device"]) for kind, s in record.items()} == {
-        "lr": (2, "cpu"), "mlp": (2, "cpu")}
+        "lr": (2, "cpu"), "mlp": (2, "cpu"), "gru": (2, "cpu")}  # conf/cluster.yaml trains the sequence model too
     # One barrier stage per model, each with one task per rank, on both executors (one per worker).
     tasks = cluster_script.barrier_tasks(cluster_run.work, cluster_run.run.apps["train"]["id"])
-    assert sorted((t["Executor ID"], t["Failed"]) for t in tasks) == [("0", False), ("0", False),
-                                                                     ("1", False), ("1", False)]
+    assert sorted((t["Executor ID"], t["Failed"]) for t in tasks) == [("0", False)] * 3 + [("1", False)] * 3
     metrics = json.loads(cluster_run.read("reports/latest/metrics.json"))
-    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
+    assert set(metrics["models"]) == {"lr", "mlp", "gru", "lightgbm", "ensemble", "recency", "bgnbd"}
 
 
 def test_no_table_or_training_cache_was_written_to_a_local_disk(cluster_run: ClusterRun) -> None:
