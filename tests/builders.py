@@ -234,3 +234,20 @@ def store_features(spark: SparkSession, config: Config, day: dt.date, users: dic
 def scores_at(spark: SparkSession, config: Config, day: dt.date) -> pd.DataFrame:
     return (tables.read_table(spark, config, "churn_scores").where(F.col("snapshot_date") == F.lit(day))
             .drop("scored_at").toPandas().sort_values("user_id").reset_index(drop=True))
+
+
+def check_scoring_paths(spark: SparkSession, config: Config, day: dt.date, version: str, expected: pd.DataFrame,
+                        rtol: float = 1e-12) -> None:
+    """The scoring job at ``day`` with model ``version`` on both paths (reasons through the
+    pandas UDF, probabilities only through mapInArrow) gives ``expected`` (``Scorer.predict``'s
+    output for the same users, in user order): its probabilities and, with reasons, its reasons."""
+    from churn_spark.score import run_scoring
+
+    for reasons in (3, 0):
+        settings = config.model_copy(update={"score": config.score.model_copy(update={"reasons": reasons})})
+        assert run_scoring(spark, settings, day, version).model_version == version
+        got = scores_at(spark, settings, day)
+        np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=rtol)
+        if reasons:
+            assert [list(r) for r in got["reason_features"]] == expected["reason_features"].tolist()
+            assert [list(r) for r in got["top_reasons"]] == expected["top_reasons"].tolist()

@@ -86,7 +86,12 @@ def test_tables_read_back_from_the_bucket(spark: SparkSession, store_run: StoreR
     assert events_log.rows_written == read_table(spark, config, "events").count() > 0
     scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
     users = read_table(spark, config, "user_features").groupBy("snapshot_date").count().orderBy("snapshot_date")
-    assert [tuple(r) for r in scored.collect()] == [tuple(r) for r in users.collect()[-2:]]
+    # run-all scores the last labelled snapshot (whose window has closed: monitor measures it) and the last two.
+    labelled = read_table(spark, config, "training_set").agg({"snapshot_date": "max"}).first()[0]
+    assert [tuple(r) for r in scored.collect()] == [
+        tuple(r) for r in users.where(f"snapshot_date = DATE'{labelled}'").collect() + users.collect()[-2:]]
+    assert [r.snapshot_date for r in read_table(spark, config, "model_performance").collect()] == [labelled]
+    assert read_table(spark, config, "drift_metrics").select("snapshot_date").distinct().count() == 3
     runs = read_table(spark, config, "score_runs").orderBy("snapshot_date").collect()
     assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
         f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]

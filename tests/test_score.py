@@ -29,8 +29,8 @@ from churn_spark.score import Scorer, check_compatible, run_scoring, score_proba
 from churn_spark.train.bundle import ENSEMBLE, Bundle, BoosterModel
 from churn_spark.train.preprocess import Preprocessing, raw_arrays, to_arrays
 from tests.builders import (
-    A, B, C, BGNBD_PREP, LAPSED, PREP, T1, T2, booster_bundle, event, frame, lr_bundle, profile, register, scores_at,
-    store_events, store_features, store_legacy,
+    A, B, C, BGNBD_PREP, LAPSED, PREP, T1, T2, booster_bundle, check_scoring_paths, event, frame, lr_bundle, profile,
+    register, scores_at, store_events, store_features, store_legacy,
 )
 
 
@@ -387,14 +387,7 @@ def test_the_scoring_job_serves_a_registered_booster(spark: SparkSession, regist
     assert register(registered, bundle, tmp_path / "lightgbm.pt") == "2"
     users = {"a": A, "b": B, "c": C, "l": LAPSED}
     store_features(spark, registered, T1, users)
-    expected = Scorer(bundle).predict(frame(list(users.values())))
-    for reasons in (3, 0):
-        config = registered.model_copy(update={"score": registered.score.model_copy(update={"reasons": reasons})})
-        assert run_scoring(spark, config, T1, "2").model_version == "2"
-        got = scores_at(spark, config, T1)
-        np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-12)
-        if reasons:
-            assert [list(r) for r in got["reason_features"]] == expected["reason_features"].tolist()
+    check_scoring_paths(spark, registered, T1, "2", Scorer(bundle).predict(frame(list(users.values()))))
 
 
 def test_bgnbd_inputs_are_derived_wherever_the_model_scores(spark: SparkSession) -> None:

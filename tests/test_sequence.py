@@ -13,11 +13,13 @@ from pyspark.sql import SparkSession
 
 from churn_spark.config import Config
 from churn_spark.errors import InputError
-from churn_spark.score import Scorer, check_compatible, run_scoring
+from churn_spark.score import Scorer, check_compatible
 from churn_spark.snapshots import read_daily
 from churn_spark.train.bundle import Bundle
 from churn_spark.train.sequence import SEQUENCE, attach
-from tests.builders import A, B, C, T1, event, frame, gru_bundle, register, scores_at, store_events, store_features
+from tests.builders import (
+    A, B, C, T1, check_scoring_paths, event, frame, gru_bundle, register, store_events, store_features,
+)
 
 T2 = T1 + dt.timedelta(days=1)
 
@@ -64,13 +66,7 @@ def test_the_scoring_job_serves_a_sequence_model_with_the_plain_functions_values
     np.testing.assert_allclose(expected["churn_probability"], bundle.predict_proba(rows), rtol=1e-12)
     np.testing.assert_allclose(Bundle.from_bytes(bundle.to_bytes()).predict_proba(rows),
                                bundle.predict_proba(rows), rtol=1e-12)
-    for reasons in (3, 0):
-        config = registered.model_copy(update={"score": registered.score.model_copy(update={"reasons": reasons})})
-        assert run_scoring(spark, config, T1, "2").model_version == "2"
-        got = scores_at(spark, config, T1)
-        np.testing.assert_allclose(got["churn_probability"], expected["churn_probability"], rtol=1e-5)
-        if reasons:
-            assert [list(r) for r in got["top_reasons"]] == expected["top_reasons"].tolist()
+    check_scoring_paths(spark, registered, T1, "2", expected, rtol=1e-5)
     assert any(expected["reason_features"].map(len))
     features = spark.createDataFrame(rows.drop(columns=[SEQUENCE]))
     with pytest.raises(InputError, match=f"^model version 2 does not fit here: missing feature\\(s\\) {SEQUENCE}$"):
