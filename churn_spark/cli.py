@@ -279,11 +279,11 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> int |
                 return
         print("\n".join(run_alerts(spark, config, args.as_of).lines()))
     elif args.command == "monitor":
-        from churn_spark.monitor import RETRAIN, run_monitor
+        from churn_spark.monitor import exit_status, run_monitor
 
         decision = run_monitor(spark, config)
         print("\n".join(decision.lines()))
-        return RETRAIN if decision.retrain else 0
+        return exit_status(spark, decision)
     elif args.command == "promote":
         from churn_spark.promote import promote
 

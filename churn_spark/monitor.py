@@ -19,7 +19,7 @@ the latest):
 
 ``monitor`` prints the decision and exits with ``RETRAIN`` (3) when a rule fires, 0 when none
 does: ``churn-spark monitor; [ $? -eq 3 ] && churn-spark train`` (deploy/crontab), or the bundle's
-``condition_task`` on the task value that ``jobs/monitor.py`` sets on Databricks.
+``condition_task`` on the task value that ``exit_status`` sets on Databricks instead.
 """
 
 from __future__ import annotations
@@ -139,6 +139,18 @@ def _measure(spark: SparkSession, config: Config, daily: DataFrame, versions: di
                     "alerts": len(hits), "alert_precision": float(hits.mean()) if len(hits) else None,
                     "test_roc_auc": _test_roc_auc(config, versions[day]), "computed_at": now})
     return out
+
+
+def exit_status(spark: SparkSession, decision: Decision) -> int:
+    """``RETRAIN`` when a rule fired, else 0. On Databricks, where a job task that exits non-zero
+    fails, the decision is set as the task value ``retrain`` ("true" / "false", which the
+    bundle's ``condition_task`` reads) and the status is 0."""
+    try:
+        from pyspark.dbutils import DBUtils  # only on Databricks
+    except ImportError:
+        return RETRAIN if decision.retrain else 0
+    DBUtils(spark).jobs.taskValues.set(key="retrain", value=str(decision.retrain).lower())
+    return 0
 
 
 def _reasons(spark: SparkSession, config: Config, version: str) -> list[str]:

@@ -144,7 +144,7 @@ def test_training_runs_only_when_the_monitors_retrain_trigger_fires() -> None:
     early = {t["task_key"]: t for t in JOBS["daily_scoring"]["tasks"]}["retrain_early"]
     assert early["depends_on"] == [{"task_key": "retrain_needed", "outcome": "true"}]
     assert early["run_job_task"] == {"job_id": "${resources.jobs.weekly_retrain.id}"}
-    assert 'taskValues.set(key="retrain"' in (ROOT / "jobs" / "monitor.py").read_text()
+    assert 'taskValues.set(key="retrain"' in (ROOT / "churn_spark" / "monitor.py").read_text()
 
 
 def test_job_parameters_referenced_by_tasks_are_declared() -> None:
