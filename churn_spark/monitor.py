@@ -32,12 +32,11 @@ import mlflow
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from churn_spark import runs, tables
 from churn_spark.config import Config
 from churn_spark.errors import InputError
-from churn_spark.evaluate import expected_calibration_error
+from churn_spark.evaluate import model_metrics
 from churn_spark.features import KEYS
 from churn_spark.labels import label_aggregates, snapshot_days
 from churn_spark.snapshots import read_daily
@@ -130,12 +129,11 @@ def _measure(spark: SparkSession, config: Config, daily: DataFrame, versions: di
         if len(np.unique(y)) < 2:
             log.warning("model_performance %s: the scored users' labels hold one class; not measured", day)
             continue
-        top = np.argsort(-p, kind="stable")[: max(1, len(p) // 10)]
+        found = model_metrics(y, p, threshold=0.5)  # the report's own figures (the threshold unused here)
         hits = y[rows["alerted"].to_numpy(int) == 1]
         out.append({"snapshot_date": day, "model_version": versions[day], "horizon_days": settings.horizon_days,
-                    "users": len(y), "churn_rate": float(y.mean()), "roc_auc": float(roc_auc_score(y, p)),
-                    "pr_auc": float(average_precision_score(y, p)),
-                    "top_decile_lift": float(y[top].mean() / y.mean()), "ece": expected_calibration_error(y, p),
+                    "users": len(y), "churn_rate": float(y.mean()),
+                    **{name: found[name] for name in ("roc_auc", "pr_auc", "top_decile_lift", "ece")},
                     "alerts": len(hits), "alert_precision": float(hits.mean()) if len(hits) else None,
                     "test_roc_auc": _test_roc_auc(config, versions[day]), "computed_at": now})
     return out
