@@ -3,11 +3,12 @@
 A user is alerted at T when they are in the high tier now and were not in the previous scoring
 run (or were not scored then), or when, still in the model's population (not ``lapsed``), their
 probability rose by more than ``alerts.probability_rise`` since that run. Each alert carries the
-user's reasons and the suggested action of the first rule in ``alerts.actions`` whose feature
-patterns match one of the user's reason features. ``run_alerts`` writes the ``alerts`` partition
-of T, the CSV and JSON-lines exports (staged and swapped in whole: ``churn_spark.exports``), and
-the run's summary (``score_runs``, marked complete only once all of them are written:
-``churn_spark.runs``).
+user's reasons and the rule table's action: the first rule in ``alerts.actions`` whose feature
+patterns match one of the user's reason features. The action the user gets is then assigned, with
+its propensity, by the serving policy with exploration (``churn_spark.actions``). ``run_alerts``
+writes the ``alerts`` partition of T, the CSV and JSON-lines exports (staged and swapped in whole:
+``churn_spark.exports``), and the run's summary (``score_runs``, marked complete only once all of
+them are written: ``churn_spark.runs``).
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from churn_spark import exports, runs, tables
+from churn_spark.actions import ASSIGNMENT_COLUMNS
 from churn_spark.config import ActionRule, AlertsConfig, Config
 from churn_spark.errors import InputError
 from churn_spark.score import TIERS
 
 log = logging.getLogger(__name__)
 
-ALERT_COLUMNS = ("user_id", "snapshot_date", "churn_probability", "previous_probability", "risk_tier",
+BUILT_COLUMNS = ("user_id", "snapshot_date", "churn_probability", "previous_probability", "risk_tier",
                  "previous_tier", "alert_reason", "top_reasons", "reason_features", "suggested_action",
                  "spend_90d", "model_version", "scored_at")
+ALERT_COLUMNS = (*BUILT_COLUMNS, *ASSIGNMENT_COLUMNS)
 
 
 def build_alerts(current: DataFrame, previous: DataFrame | None, settings: AlertsConfig) -> DataFrame:
-    """The alerts of one scoring run, against the previous run (None: there was none).
+    """The alerts of one scoring run, against the previous run (None: there was none), each with
+    the rule table's ``suggested_action`` (``run_alerts`` then assigns the action: ``churn_spark.actions``).
 
     Parameters
     ----------
@@ -55,7 +59,7 @@ def build_alerts(current: DataFrame, previous: DataFrame | None, settings: Alert
     reason = F.when(newly_high, "new_high_tier").when(rose, "probability_rise")
     return (joined.withColumn("alert_reason", reason).where(F.col("alert_reason").isNotNull())
             .withColumn("suggested_action", action_column(settings.actions, settings.default_action))
-            .select(*ALERT_COLUMNS))
+            .select(*BUILT_COLUMNS))
 
 
 def action_column(rules: list[ActionRule], default: str) -> Column:
@@ -144,6 +148,8 @@ def run_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> Summary:
         Before anything is written: no scoring run at ``as_of``, or pseudonymised exports asked
         for without the salt in the environment.
     """
+    from churn_spark.policy import assign_actions  # the policy module reads this one's rule table
+
     salt = _salt(config.alerts)
     if not tables.table_exists(spark, config, "churn_scores"):
         raise InputError(f"{config.table('churn_scores')}: no scores; run churn-spark score first")
@@ -163,7 +169,8 @@ def run_alerts(spark: SparkSession, config: Config, as_of: dt.date) -> Summary:
            "previous_snapshot": before[0] if before else None, "previous_scored_at": before[1] if before else None}
     runs.record(spark, config, {**run, "status": runs.INCOMPLETE})
     previous = scores.where(F.col("snapshot_date") == F.lit(before[0])) if before else None
-    alerts = build_alerts(current, previous, config.alerts)
+    alerts = assign_actions(spark, config, build_alerts(current, previous, config.alerts), as_of)
+    tables.add_columns(spark, config, "alerts", ASSIGNMENT_COLUMNS)
     written = tables.replace_dates(alerts, config, "alerts", [as_of])
     folder = _export(read_alerts(spark, config, as_of), config, as_of, salt)
     runs.record(spark, config, {**run, "new_alerts": written, "status": runs.COMPLETE})

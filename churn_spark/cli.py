@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("monitor", parents=[common],
                         help="realised performance of matured scoring runs; exit 3 when the model should be retrained")
+    commands.add_parser("policy", parents=[common],
+                        help="learn a retention policy from the logged actions; judge it off-policy; promote it "
+                             "if it beats the rule table")
+    respond = commands.add_parser("respond", parents=[common],
+                                  help="demo data only: the generated world's response to the alerts' actions "
+                                       "(lands and ingests the purchases of the users won back)")
+    respond.add_argument("--as-of", required=True, type=parse_dates, metavar="DATES",
+                         help="the alerts' snapshot dates: 2026-03-01,2026-03-15 or START:END:STEP_DAYS")
     report = commands.add_parser("report", parents=[common], help="the manager's HTML report of a scoring run")
     report.add_argument("--as-of", type=dt.date.fromisoformat, metavar="DATE", help="default: the latest run")
 
@@ -284,6 +292,14 @@ def _run(args: argparse.Namespace, config: Config, console: str | None) -> int |
         decision = run_monitor(spark, config)
         print("\n".join(decision.lines()))
         return exit_status(spark, decision)
+    elif args.command == "policy":
+        from churn_spark.policy import run_policy
+
+        print("\n".join(run_policy(spark, config).lines()))
+    elif args.command == "respond":
+        from churn_spark.pipeline import respond
+
+        print(f"the world's response: {respond(spark, config, args.as_of)} users won back")
     elif args.command == "promote":
         from churn_spark.promote import promote
 

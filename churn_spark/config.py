@@ -35,6 +35,7 @@ TABLES = (
     "score_runs",
     "drift_metrics",
     "model_performance",
+    "policy_evaluation",
     "warnings",
 )
 
@@ -262,21 +263,64 @@ class ActionRule(_Section):
 
 
 class AlertsConfig(_Section):
-    """Who is alerted, what is suggested, and how exports name users."""
+    """Who is alerted, the rule table of actions, and how exports name users.
+
+    The rule table (``actions``, first match wins, else ``default_action``) names actions of
+    ``policy.actions``; it chooses every alert's action until a learnt policy is promoted
+    (``churn-spark policy``), and stays the fallback after.
+    """
 
     probability_rise: float = Field(0.2, gt=0, le=1)  # since the previous scoring run
     actions: list[ActionRule] = [
-        ActionRule(action="service follow-up call",
+        ActionRule(action="service_call",
                    features=["service_*", "refund*", "low_rating_share_*", "rating_mean_*", "sentiment_mean_*"]),
-        ActionRule(action="coupon for a category they bought before",
+        ActionRule(action="coupon",
                    features=["spend_*", "purchases_*", "items_*", "avg_order_value_*", "overdue_ratio",
                              "cart_*", "repurchase_rate"]),
-        ActionRule(action="win-back email",
+        ActionRule(action="winback_email",
                    features=["days_since_last_*", "*_seen", "sessions_*", "active_days_*", "views_*", "dwell_*"]),
     ]
-    default_action: str = "personal check-in email"
+    default_action: str = "winback_email"
     pseudonymise: bool = False  # exports carry sha256(salt + user_id); the salt comes from salt_env
     salt_env: str = "CHURN_EXPORT_SALT"
+
+
+NO_ACTION = "none"  # the hold-out: the action of doing nothing, at no cost
+
+
+class PolicyConfig(_Section):
+    """The actions the operations team can take and how each alert's action is chosen
+    (``churn_spark/policy.py``).
+
+    Every alert gets one action of ``actions`` (name: cost per user, in the currency of
+    ``spend_90d``; ``none`` is always one, at 0). A share ``exploration`` of alerted users gets
+    an action drawn uniformly from all of them, ``none`` included (the hold-out); the rest get
+    the serving policy's (the promoted learnt policy, else the rule table). Every assignment
+    stores its propensity, so that any other policy can be judged from the log.
+
+    A retained user is worth ``margin`` x their last-90-day spend; a policy's net value is that
+    times the users it keeps, minus the cost of its actions. ``budget`` caps the learnt
+    policy's spend per scoring run (None: no cap).
+    """
+
+    actions: dict[str, float] = {NO_ACTION: 0.0, "service_call": 8.0, "coupon": 10.0, "winback_email": 0.5}
+    exploration: float = Field(0.2, ge=0, le=1)
+    seed: int = 0  # the assignment draws: a hash of (seed, user, date), the same on every re-run
+    margin: float = Field(0.3, gt=0, le=1)
+    budget: float | None = Field(None, gt=0)
+    blanket_action: str = "coupon"  # what "treat all high-risk" gives every high-tier alerted user
+    folds: int = Field(2, ge=2)  # cross-fitting: each fold is judged by models learnt on the others
+    bootstrap: int = Field(200, ge=20)  # resamples behind each estimate's 95% interval
+    min_rows: int = Field(30, ge=1)  # an action logged fewer times is predicted by its mean outcome
+
+    @field_validator("actions")
+    @classmethod
+    def _priced(cls, actions: dict[str, float]) -> dict[str, float]:
+        if any(cost < 0 for cost in actions.values()):
+            raise ValueError("every action's cost must be >= 0")
+        if actions.get(NO_ACTION, 0.0) != 0.0:
+            raise ValueError(f"{NO_ACTION!r} is doing nothing and costs 0")
+        return {NO_ACTION: 0.0, **actions}
 
 
 AVAILABLE_NOW = "available-now"
@@ -361,6 +405,7 @@ class Config(_Section):
     alerts: AlertsConfig = AlertsConfig()
     stream: StreamConfig = StreamConfig()
     monitor: MonitorConfig = MonitorConfig()
+    policy: PolicyConfig = PolicyConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -369,6 +414,15 @@ class Config(_Section):
         if self.features.history_days < longest:
             raise ValueError(f"features.history_days ({self.features.history_days}) must cover the longest "
                              f"window or lookback ({longest})")
+        return self
+
+    @model_validator(mode="after")
+    def _actions_known(self) -> "Config":
+        named = [rule.action for rule in self.alerts.actions] + [self.alerts.default_action,
+                                                                self.policy.blanket_action]
+        unknown = [name for name in named if name not in self.policy.actions]
+        if unknown:
+            raise ValueError(f"action {unknown[0]!r} is not one of policy.actions ({', '.join(self.policy.actions)})")
         return self
 
     def table(self, name: str) -> str:

@@ -83,9 +83,22 @@ def generate(spark: SparkSession, spec: GenerateSpec) -> tuple[DataFrame, DataFr
 
     Event times and signup times are ISO-8601 text (UTC), as in JSON and CSV landing files.
     """
-    latent = _latent_users(spark, spec)
-    events = _events(_sessions(latent, spec), spec)
+    latent, events = world(spark, spec)
     return _deliver(events, spec), _profiles(latent, spec)
+
+
+def world(spark: SparkSession, spec: GenerateSpec) -> tuple[DataFrame, DataFrame]:
+    """The world behind ``generate``: one row per user of hidden state (rate, churn schedule,
+    favourite category, ...) and their events as they happened, before delivery breaks or repeats
+    any (``churn_spark.simulate`` reads both to know the truth)."""
+    latent = _latent_users(spark, spec)
+    return latent, _events(_sessions(latent, spec), spec)
+
+
+def intensity_on(day: Column) -> Column:
+    """A user's engagement in (0, 1] on ``day`` (days from the start), over ``world``'s users:
+    1 for a loyal user and before a churner's decline, down to 0.1 at and after the churn day."""
+    return _intensity(day)
 
 
 def write_landing(
@@ -107,9 +120,13 @@ def write_landing(
         log.info("wrote %s %s to %s", fmt, name, path)
 
 
-def _u(seed: int, salt: str, *keys: Column | str) -> Column:
-    """A uniform draw in [0, 1), a pure function of (seed, salt, keys)."""
+def uniform(seed: int, salt: str, *keys: Column | str) -> Column:
+    """A uniform draw in [0, 1), a pure function of (seed, salt, keys): the same on any cluster
+    and any partitioning, and on every re-run."""
     return F.xxhash64(F.lit(seed), F.lit(salt), *keys).bitwiseAND(_MASK) / float(_MASK + 1)
+
+
+_u = uniform
 
 
 def _pick(options: tuple[str, ...], draw: Column) -> Column:

@@ -8,13 +8,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from churn_spark import simulate, tables
 from churn_spark.alerts import Summary, run_alerts
 from churn_spark.config import Config, GenerateConfig
 from churn_spark.generate import GenerateSpec, generate, write_landing
 from churn_spark.ingest import ingest
 from churn_spark.monitor import run_monitor
+from churn_spark.policy import PolicyRun, run_policy
 from churn_spark.report import write_manager_report
 from churn_spark.rollup import run_rollup
 from churn_spark.score import run_scoring
@@ -36,10 +40,47 @@ class StepResult:
 
 def generate_landing(spark: SparkSession, settings: GenerateConfig, out: str) -> None:
     """Write a synthetic data set, as configured, to ``out/events`` and ``out/users``."""
-    spec = GenerateSpec(settings.users, settings.days, settings.start, settings.seed,
-                        settings.dirty_fraction, settings.redelivered_fraction)
-    events, users = generate(spark, spec)
+    events, users = generate(spark, generate_spec(settings))
     write_landing(events, users, out, settings.format, settings.partitions)
+
+
+def generate_spec(settings: GenerateConfig) -> GenerateSpec:
+    """The generator's spec as configured (the world of the demo data)."""
+    return GenerateSpec(settings.users, settings.days, settings.start, settings.seed,
+                        settings.dirty_fraction, settings.redelivered_fraction)
+
+
+def respond(spark: SparkSession, config: Config, dates: Sequence[dt.date]) -> int:
+    """Demo data only: the generated world's response to the actions of the alerts at ``dates``
+    (``simulate.respond``: the users an action wins back buy within the week), landed as JSON
+    lines under ``<landing>/responses/<date>`` and ingested (re-running lands and stores the same
+    events once); the number of won-back users."""
+    alerts = (tables.read_table(spark, config, "alerts").where(F.col("snapshot_date").isin(list(dates)))
+              .where(F.col("propensity").isNotNull()).select("user_id", "snapshot_date", "suggested_action"))
+    events = simulate.respond(spark, generate_spec(config.generate), alerts, config.labels.horizon_days).persist()
+    try:
+        won = events.select("user_id", "session_id").distinct().count()
+        if won:
+            folder = config.landing_location(f"responses/{min(dates)}_{max(dates)}")
+            events.coalesce(1).write.mode("overwrite").json(folder)
+            for report in ingest(spark, config, folder, fmt="jsonl"):
+                log.info("respond %s", report.summary())
+    finally:
+        events.unpersist()
+    log.info("the world's response to the actions at %s: %d users won back", ", ".join(map(str, dates)), won)
+    return won
+
+
+def policy_step(spark: SparkSession, config: Config) -> PolicyRun:
+    """``churn-spark policy`` on demo data: learn and judge, with each policy's true value from the
+    generated world (``simulate.policy_truth``) beside the estimates."""
+    spec = generate_spec(config.generate)
+
+    def truth(chosen: pd.DataFrame, policies: list[str]) -> dict[str, float]:
+        return simulate.policy_truth(spark, spec, chosen, policies, dict(config.policy.actions),
+                                     config.labels.horizon_days)
+
+    return run_policy(spark, config, truth)
 
 
 def score_and_alert(spark: SparkSession, config: Config, dates: Sequence[dt.date],
@@ -71,9 +112,12 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
     """Generate demo landing files, ingest them into Delta, roll them up per user and day,
     features and labels from the rollup, train and evaluate
     the models, score the last labelled snapshot and the last two feature snapshots and list the
-    alerts of each (a run's alerts are the users newly at risk since the run before), measure the
-    scoring runs whose label window has closed and decide on a retrain (``monitor``: the labelled
-    snapshot's run), write the manager's report, and
+    alerts of each (a run's alerts are the users newly at risk since the run before, each with an
+    assigned action), let the generated world respond to those actions (``respond``: the runs whose
+    week of response lies inside the data), measure the scoring runs whose label window has closed
+    and decide on a retrain (``monitor``: the labelled snapshot's run), learn and judge a retention
+    policy from the matured assignments (``policy``, with the world's true values), write the
+    manager's report, and
     run the real-time warnings query once (``available-now``: it re-scores the users of the last
     ingest at the newest event, against the last scoring run).
     """
@@ -100,6 +144,9 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
             for line in run_alerts(spark, config, as_of).lines():
                 log.info("%s", line)
 
+    end = config.generate.start + dt.timedelta(days=config.generate.days)
+    answered = [t for t in scored if t + dt.timedelta(days=min(7, config.labels.horizon_days)) <= end]
+
     steps: list[tuple[str, Callable[[], None]]] = [
         ("generate", _generate),
         ("ingest", _ingest),
@@ -109,7 +156,9 @@ def run_all(spark: SparkSession, config: Config) -> list[StepResult]:
         ("train", lambda: run_training(spark, config)),
         ("score", _score),
         ("alerts", _alerts),
+        ("respond", lambda: respond(spark, config, answered)),
         ("monitor", lambda: [log.info("%s", line) for line in run_monitor(spark, config).lines()]),
+        ("policy", lambda: [log.info("%s", line) for line in policy_step(spark, config).lines()]),
         ("report", lambda: log.info("manager's report: %s", write_manager_report(spark, config))),
         ("stream", lambda: log.info("%s", run_stream(spark, config, AVAILABLE_NOW).progress.summary())),
     ]

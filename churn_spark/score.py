@@ -245,7 +245,7 @@ def run_scoring(spark: SparkSession, config: Config, as_of: dt.date, version: st
     from churn_spark.train.tracking import load_registered
 
     version, bundle = load_registered(config, version)
-    features, where = _features_at(spark, config, as_of)
+    features, where = features_on(spark, config, as_of)
     features = with_model_inputs(spark, config, features, bundle)
     check_compatible(bundle, features.schema, where)
     features = features.persist()
@@ -313,7 +313,7 @@ def _spend(columns: list[str]) -> Column:
     return (F.col("spend_90d") if "spend_90d" in columns else F.lit(None)).cast("double").alias("spend_90d")
 
 
-def _features_at(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[DataFrame, str]:
+def features_on(spark: SparkSession, config: Config, as_of: dt.date) -> tuple[DataFrame, str]:
     """The stored ``user_features`` partition of ``as_of`` when there is one, else folded from
     the ``user_daily`` rollup (brought up to date first)."""
     if tables.table_exists(spark, config, "user_features"):

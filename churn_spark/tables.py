@@ -117,7 +117,17 @@ SPECS = {
         ("alert_reason", "string"), ("top_reasons", _TEXT_LIST), ("reason_features", _TEXT_LIST),
         ("suggested_action", "string"), ("spend_90d", "double"), ("model_version", "string"),
         ("scored_at", "timestamp"),
+        # The assignment of the action (churn_spark.actions; added later: older alerts have none).
+        ("action_cost", "double"), ("assigned_by", "string"), ("propensity", "double"),
     ), partition_by=_SNAPSHOT),
+    # Per run of churn-spark policy (churn_spark.policy), keyed by the last matured date it learnt
+    # from: each policy's net value per alerted user by each estimator, with its 95% interval and
+    # effective sample size; action "all" is the whole policy, any other the part its users add.
+    "policy_evaluation": TableSpec(_schema(
+        ("through_date", "date"), ("policy_version", "string"), ("policy", "string"), ("estimator", "string"),
+        ("action", "string"), ("users", "bigint"), ("value", "double"), ("low", "double"), ("high", "double"),
+        ("ess", "double"), ("rows", "bigint"), ("computed_at", "timestamp"),
+    ), partition_by=("through_date",)),
     # Real-time warnings (churn_spark.live): at most one per (user, kind, day), keyed by warning_id.
     "warnings": TableSpec(_schema(
         ("warning_id", "string"), ("user_id", "string"), ("day", "date"), ("kind", "string"),
