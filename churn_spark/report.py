@@ -2,7 +2,8 @@
 
 Risk distribution, tier sizes, revenue at risk and the most frequent alert reasons and actions
 of one scoring run (aggregated in Spark: no user rows leave the cluster), the runs up to it over
-time (tiers, alerts, revenue at risk, drift, realised performance: ``run_history``), beside the
+time (tiers, alerts, revenue at risk, drift, realised performance: ``run_history``), the latest
+retention policy's estimated net value per policy and per action (``policy_values``), beside the
 latest evaluation report's metrics and plots. Written to ``<lakehouse>/reports/manager-<date>.html``, and
 to ``manager.html`` when it is the latest complete run; the page lists the dates whose runs are
 incomplete.
@@ -83,7 +84,8 @@ def write_manager_report(spark: SparkSession, config: Config, as_of: dt.date | N
     reports = config.location("reports")
     evaluation = _evaluation(config, storage.join(reports, "latest"))
     history = run_history(spark, config, as_of)
-    page = _page(run.asDict(), histogram, reasons, actions, evaluation, incomplete, history)
+    policy = policy_values(spark, config)
+    page = _page(run.asDict(), histogram, reasons, actions, evaluation, incomplete, history, policy)
     path = storage.join(reports, f"manager-{as_of.isoformat()}.html")
     storage.write_text(path, page, config)
     if as_of == latest:  # the undated page always shows the latest run
@@ -114,6 +116,62 @@ def run_history(spark: SparkSession, config: Config, until: dt.date) -> pd.DataF
     return frame
 
 
+def policy_values(spark: SparkSession, config: Config) -> pd.DataFrame | None:
+    """The latest ``churn-spark policy`` evaluation (``policy_evaluation`` at its last date): every
+    policy's net value per alerted user by each estimator (action ``all``) and the parts each
+    action adds to each policy's DR estimate; None before any."""
+    if not tables.table_exists(spark, config, "policy_evaluation"):
+        return None
+    judged = tables.read_table(spark, config, "policy_evaluation")
+    through = judged.agg(F.max("through_date")).first()[0]
+    if through is None:
+        return None
+    return judged.where(F.col("through_date") == F.lit(through)).orderBy("policy", "estimator", "action").toPandas()
+
+
+def _policy_section(values: pd.DataFrame) -> str:
+    """The policies' estimated net values (and true values, where the world is known) as a table,
+    and the learnt policy's DR net value per action as a plot."""
+    whole = values[values["action"] == "all"]
+    estimators = [e for e in ("ips", "snips", "dr", "observed", "truth") if e in set(whole["estimator"])]
+
+    def cell(policy: str, estimator: str) -> str:
+        row = whole[(whole["policy"] == policy) & (whole["estimator"] == estimator)]
+        if row.empty:
+            return "-"
+        r = row.iloc[0]
+        interval = "" if pd.isna(r["low"]) else f" [{r['low']:.2f}, {r['high']:.2f}]"
+        return f"{r['value']:.2f}{interval}"
+
+    policies = [p for p in ("learnt", "rules", "all_high_risk", "none", "logged") if p in set(whole["policy"])]
+    header = "".join(f"<th>{e}</th>" for e in estimators)
+    rows = "".join(f"<tr><td>{p}</td>" + "".join(f"<td>{cell(p, e)}</td>" for e in estimators) + "</tr>"
+                   for p in policies)
+    first = values.iloc[0]
+    return (f"<h2>Retention policy {html.escape(str(first['policy_version']))} (assignments through "
+            f"{first['through_date']}, {first['rows']:,} of them)</h2><p>Net value per alerted user (kept users' "
+            f"margin minus the actions' cost), 95% bootstrap intervals; truth: the generated world's own.</p>"
+            f"<table><tr><th>policy</th>{header}</tr>{rows}</table>" + _img(_policy_png(values)))
+
+
+def _policy_png(values: pd.DataFrame) -> bytes:
+    """The learnt policy's DR net value per alerted user, split by the action it gives, with the
+    users it gives each."""
+    parts = values[(values["policy"] == "learnt") & (values["estimator"] == "dr") & (values["action"] != "all")]
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    low, high = parts["value"] - parts["low"], parts["high"] - parts["value"]
+    axes.bar(parts["action"], parts["value"], yerr=[low.fillna(0), high.fillna(0)], capsize=4, color="tab:green")
+    for x, (value, users) in enumerate(zip(parts["value"], parts["users"])):
+        axes.annotate(f"{users:,} users", (x, value), ha="center", va="bottom", fontsize=8)
+    axes.axhline(0, color="grey", linewidth=1)
+    axes.set(title="Learnt policy: net value per alerted user, by action (DR)", ylabel="net value")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 def _evaluation(config: Config, folder: str) -> tuple[dict, list[bytes]] | None:
     """The latest evaluation report's metrics and plots, or None where there is none."""
     metrics = storage.join(folder, "metrics.json")
@@ -125,7 +183,7 @@ def _evaluation(config: Config, folder: str) -> tuple[dict, list[bytes]] | None:
 
 
 def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[bytes]] | None,
-          incomplete: list[str], history: pd.DataFrame) -> str:
+          incomplete: list[str], history: pd.DataFrame, policy: pd.DataFrame | None = None) -> str:
     tiers = "".join(f"<tr><td>{t}</td><td>{run[t]:,}</td></tr>" for t in TIERS)
     cards = (f"<p>Snapshot <b>{run['snapshot_date']}</b>, model version {html.escape(str(run['model_version']))}: "
              f"<b>{run['users_scored']:,}</b> users scored, <b>{run['new_alerts']:,}</b> new alerts, revenue at "
@@ -137,6 +195,8 @@ def _page(run: dict, histogram, reasons, actions, evaluation: tuple[dict, list[b
             "<h2>Top alert reasons</h2>" + _table(reasons, ["reason", "alerts"]),
             "<h2>Suggested actions</h2>" + _table(actions, ["suggested_action", "alerts"]),
             "<h2>Across runs</h2>" + _history_table(history) + _img(_history_png(history))]
+    if policy is not None and not policy.empty:
+        body.append(_policy_section(policy))
     if evaluation is not None:
         values, plots = evaluation
         rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['roc_auc']:.3f}</td><td>{v['pr_auc']:.3f}</td>"

@@ -82,10 +82,11 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 def registered(config: Config, tmp_path: Path) -> Config:
     """A config whose MLflow registry holds the hand-set model as version 1 (probability tiers:
-    high >= 0.8, medium >= 0.3)."""
+    high >= 0.8, medium >= 0.3; every alert gets the rule table's action: no exploration)."""
     config = config.model_copy(update={
         "mlflow": config.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "mlruns")}),
         "score": config.score.model_copy(update={"tiers_by": "probability", "high": 0.8, "medium": 0.3}),
+        "policy": config.policy.model_copy(update={"exploration": 0.0}),
     })
     assert register(config, lr_bundle(), tmp_path / "lr.pt") == "1"
     return config

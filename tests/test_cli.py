@@ -87,18 +87,21 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
          *[a for s in overrides for a in ("--set", s)]],
         cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[11/11] stream done" in result.stderr
+    assert "[13/13] stream done" in result.stderr
     assert "stream: 1 micro-batch(es)" in result.stderr
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lakehouse", "landing", "mlruns"]
     assert "Top alert reasons" in (tmp_path / "lakehouse" / "reports" / "manager.html").read_text()
 
     config = load_config(ROOT / "conf" / "local.yaml", overrides)
-    (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
+    # The demo's landing files, then the world's response to the alerts' actions.
+    events_log, *responses = read_table(spark, config, "ingest_log").where("dataset = 'events'").orderBy(
+        "batch_time").collect()
+    assert all(r.path.startswith(f"file://{tmp_path}/landing/responses/") for r in responses)
     stored = read_table(spark, config, "events").count()
     quarantined = read_table(spark, config, "quarantine").where("dataset = 'events'").count()
-    assert events_log.rows_written == stored > 0
-    assert events_log.rows_read == stored + events_log.duplicates_skipped + events_log.quarantined
+    assert events_log.rows_written + sum(r.rows_written for r in responses) == stored > 0
+    assert events_log.rows_read == events_log.rows_written + events_log.duplicates_skipped + events_log.quarantined
     assert 0 < quarantined <= events_log.quarantined
     metrics = json.loads((tmp_path / "lakehouse" / "reports" / "latest" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
@@ -117,6 +120,11 @@ def test_run_all_on_file_uris_leaves_the_lakehouse_tables_and_nothing_in_the_wor
     assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
         f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]
     assert "new alerts:" in result.stderr
+    # The labelled snapshot's assignments have matured: policy judged each policy, the truth beside.
+    judged = read_table(spark, config, "policy_evaluation").where("action = 'all'")
+    assert {(r.through_date, r.policy, r.estimator) for r in judged.collect()} == {
+        (labelled, p, e) for p in ("none", "all_high_risk", "rules", "learnt") for e in ("ips", "snips", "dr", "truth")
+    } | {(labelled, "logged", "observed"), (labelled, "logged", "truth")}
 
 
 _IN_PROCESS = """

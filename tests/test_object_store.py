@@ -81,9 +81,13 @@ def test_every_table_is_a_delta_table_in_the_bucket(store_run: StoreRun) -> None
 
 def test_tables_read_back_from_the_bucket(spark: SparkSession, store_run: StoreRun) -> None:
     config = store_run.config
-    (events_log,) = read_table(spark, config, "ingest_log").where("dataset = 'events'").collect()
+    # The demo's landing files, then the world's response to the alerts' actions (run-all's respond).
+    events_log, *responses = read_table(spark, config, "ingest_log").where("dataset = 'events'").orderBy(
+        "batch_time").collect()
     assert events_log.path == f"{store_run.store.landing}/demo/events"
-    assert events_log.rows_written == read_table(spark, config, "events").count() > 0
+    assert all(r.path.startswith(f"{store_run.store.landing}/responses/") for r in responses)
+    written = events_log.rows_written + sum(r.rows_written for r in responses)
+    assert written == read_table(spark, config, "events").count() > 0
     scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
     users = read_table(spark, config, "user_features").groupBy("snapshot_date").count().orderBy("snapshot_date")
     # run-all scores the last labelled snapshot (whose window has closed: monitor measures it) and the last two.

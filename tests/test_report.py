@@ -64,3 +64,23 @@ def test_the_page_follows_tiers_alerts_drift_and_realised_quality_across_runs(
     assert ("<tr><td>2026-03-15</td><td>1</td><td>2</td><td>1</td><td>0</td><td>0</td><td>100.00</td><td>0.300</td>"
             "<td>0.500</td><td>-</td><td>-</td><td>-</td></tr>") in page
     assert "<td>1.000</td><td>0.900</td><td>1.000</td></tr>" in page  # T1: realised, test, alert precision
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_policies_estimated_and_true_net_values(spark: SparkSession, registered: Config) -> None:
+    store_features(spark, registered, T1, {"a": A, "b": B})
+    run_scoring(spark, registered, T1)
+    run_alerts(spark, registered, T1)
+    now = dt.datetime(2026, 4, 20)
+    judged = [(T1, "v1", policy, estimator, action, users, value, low, high, 40.0, 60, now)
+              for policy, estimator, action, users, value, low, high in (
+                  ("learnt", "dr", "all", 60, 3.5, 2.0, 5.0), ("learnt", "dr", "coupon", 20, 2.5, 1.0, 4.0),
+                  ("learnt", "dr", "none", 40, 1.0, 0.5, 1.5), ("learnt", "truth", "all", 60, 3.25, None, None),
+                  ("rules", "dr", "all", 60, 1.0, -0.5, 2.5), ("rules", "truth", "all", 60, 1.5, None, None))]
+    tables.replace_dates(spark.createDataFrame(judged, tables.SPECS["policy_evaluation"].schema), registered,
+                         "policy_evaluation", [T1])
+    page = storage.read_text(write_manager_report(spark, registered))
+    assert "Retention policy v1 (assignments through 2026-03-01, 60 of them)" in page
+    assert "<tr><th>policy</th><th>dr</th><th>truth</th></tr>" in page
+    assert "<tr><td>learnt</td><td>3.50 [2.00, 5.00]</td><td>3.25</td></tr>" in page
+    assert "<tr><td>rules</td><td>1.00 [-0.50, 2.50]</td><td>1.50</td></tr>" in page

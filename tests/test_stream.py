@@ -83,7 +83,7 @@ def test_a_bad_day_warns_once_with_its_reasons_and_the_batch_score(spark: SparkS
 
     before, after = _logistic(-1 + 1.5 - 1), _logistic(-1 + 1.5 + 3.0 - 1)
     expected = [(DAY, kind, DAY + dt.timedelta(days=1), round(before, 6), round(after, 6), "high",
-                 ["service_contacts_30d", "refunds_30d"], "service follow-up call", "1")
+                 ["service_contacts_30d", "refunds_30d"], "service_call", "1")
                 for kind in ("high_tier", "probability_rise")]
     assert _warnings(spark, streaming) == [("u1", *row) for row in expected]
     assert (run.progress.batches, run.progress.warnings) == (1, 2)
@@ -163,12 +163,12 @@ def test_warnings_compare_each_score_with_the_days_baseline(spark: SparkSession,
 
     got = build_warnings(now, baseline, config, DAY, "7", warned_at).drop("warning_id", "top_reasons")
 
-    action, default = "service follow-up call", config.alerts.default_action
+    action, default = "service_call", config.alerts.default_action
     assertDataFrameEqual(got, [
         Row("up", DAY, "high_tier", warned_at, DAY, 0.5, 0.85, "high", ["refunds_30d"], action, 10.0, "7"),
         Row("up", DAY, "probability_rise", warned_at, DAY, 0.5, 0.85, "high", ["refunds_30d"], action, 10.0, "7"),
         Row("new", DAY, "high_tier", warned_at, DAY, None, 0.9, "high", [], default, None, "7"),
-        Row("rise", DAY, "probability_rise", warned_at, DAY, 0.1, 0.55, "medium", ["views_30d"], "win-back email",
+        Row("rise", DAY, "probability_rise", warned_at, DAY, 0.1, 0.55, "medium", ["views_30d"], "winback_email",
             1.0, "7"),
     ], checkRowOrder=False)
 
