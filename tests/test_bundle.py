@@ -33,7 +33,7 @@ JOBS: dict[str, dict[str, Any]] = {
 }
 EXPECTED = {
     "daily_scoring": ["ingest", "rollup", "features", "score", "monitor", "retrain_needed", "retrain_early"],
-    "weekly_retrain": ["labels", "monitor", "retrain_needed", "train", "promote"],
+    "weekly_retrain": ["labels", "monitor", "policy", "retrain_needed", "train", "promote"],
     "warnings_continuous": ["stream"],
     "warnings_scheduled": ["stream"],
 }
@@ -216,6 +216,7 @@ def test_crontab_runs_the_bundles_steps_at_the_same_times() -> None:
     assert schedule == {("ingest", "rollup", "features", "score", "monitor", "labels", "train", "promote"):
                         ("0", "3", "*", "*", "*"),
                         ("labels", "monitor", "train", "promote"): ("0", "6", "*", "*", "0"),
+                        ("policy",): ("0", "6", "*", "*", "0"),
                         ("stream",): ("*/15", "*", "*", "*", "*")}  # Quartz "0 0/15 * * * ?"
 
 
