@@ -191,3 +191,34 @@ def test_a_user_whose_window_is_open_gets_no_action_and_stays_out_of_the_log(spa
     held = actions.hold_open_windows(assigned, actions.waiting(spark, config, T)).orderBy("user_id").collect()
     assert [(r.user_id, r.suggested_action, r.action_cost, r.assigned_by, r.propensity) for r in held] == [
         ("a", "none", 0.0, "waiting", None), ("b", "coupon", 10.0, "rules", 1.0)]
+
+
+@pytest.mark.slow
+def test_alerts_follow_the_promoted_policy_within_its_budget_and_the_rules_when_it_cannot_serve(
+        spark: SparkSession, registered: Config) -> None:
+    from churn_spark.alerts import run_alerts
+    from churn_spark.policy import Policy, RetentionModel, promote
+    from churn_spark.score import run_scoring
+    from tests.builders import A, T1, T2, store_features
+
+    # P(kept): none 0.2, coupon 0.9; worth 0.3 x spend_90d. Net: a (spend 100) coupon 17 against none 6;
+    # b (spend 300) coupon 71 against 18; c (spend 20) none 1.2, the email 1.0, the coupon -4.6.
+    kept = {"none": 0.2, "service_call": 0.2, "coupon": 0.9, "winback_email": 0.25}
+    policy = Policy("v1", RetentionModel(ACTIONS, ["spend_90d"], kept), dict(registered.policy.actions), 0.3, 15.0)
+    promote(registered, policy)
+    users = {"a": A, "b": (*A[:4], 300.0, A[5]), "c": (*A[:4], 20.0, A[5])}
+    store_features(spark, registered, T1, users)
+    run_scoring(spark, registered, T1)
+    run_alerts(spark, registered, T1)
+    got = tables.read_table(spark, registered, "alerts").orderBy("user_id").collect()
+    # The budget (15) pays for b's coupon, the larger gain; a's would exceed it.
+    assert [(r.user_id, r.suggested_action, r.assigned_by, r.propensity) for r in got] == [
+        ("a", "none", "policy v1", 1.0), ("b", "coupon", "policy v1", 1.0), ("c", "none", "policy v1", 1.0)]
+
+    promote(registered, Policy("v2", RetentionModel(ACTIONS, ["no_such_feature"], kept),
+                               dict(registered.policy.actions), 0.3, None))
+    store_features(spark, registered, T2, {"d": A})
+    run_scoring(spark, registered, T2)
+    run_alerts(spark, registered, T2)
+    (d,) = tables.read_table(spark, registered, "alerts").where(F.col("snapshot_date") == T2).collect()
+    assert (d.user_id, d.suggested_action, d.assigned_by) == ("d", "coupon", "rules")  # A's reasons: spend

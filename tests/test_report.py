@@ -39,7 +39,7 @@ def test_a_report_of_an_older_date_leaves_the_latest_page_alone(spark: SparkSess
 
 
 @pytest.mark.slow
-def test_the_page_follows_tiers_alerts_drift_and_realised_quality_across_runs(
+def test_the_page_follows_tiers_alerts_drift_realised_quality_and_the_policy_across_runs(
         spark: SparkSession, registered: Config) -> None:
     """Two runs; drift measured at both (hand rows), the first's label window closed (a hand row)."""
     for day in (T1, T2):
@@ -64,14 +64,8 @@ def test_the_page_follows_tiers_alerts_drift_and_realised_quality_across_runs(
     assert ("<tr><td>2026-03-15</td><td>1</td><td>2</td><td>1</td><td>0</td><td>0</td><td>100.00</td><td>0.300</td>"
             "<td>0.500</td><td>-</td><td>-</td><td>-</td></tr>") in page
     assert "<td>1.000</td><td>0.900</td><td>1.000</td></tr>" in page  # T1: realised, test, alert precision
+    assert "Retention policy" not in page  # no policy judged yet
 
-
-@pytest.mark.slow
-def test_the_page_shows_the_policies_estimated_and_true_net_values(spark: SparkSession, registered: Config) -> None:
-    store_features(spark, registered, T1, {"a": A, "b": B})
-    run_scoring(spark, registered, T1)
-    run_alerts(spark, registered, T1)
-    now = dt.datetime(2026, 4, 20)
     judged = [(T1, "v1", policy, estimator, action, users, value, low, high, 40.0, 60, now)
               for policy, estimator, action, users, value, low, high in (
                   ("learnt", "dr", "all", 60, 3.5, 2.0, 5.0), ("learnt", "dr", "coupon", 20, 2.5, 1.0, 4.0),
@@ -84,3 +78,4 @@ def test_the_page_shows_the_policies_estimated_and_true_net_values(spark: SparkS
     assert "<tr><th>policy</th><th>dr</th><th>truth</th></tr>" in page
     assert "<tr><td>learnt</td><td>3.50 [2.00, 5.00]</td><td>3.25</td></tr>" in page
     assert "<tr><td>rules</td><td>1.00 [-0.50, 2.50]</td><td>1.50</td></tr>" in page
+
