@@ -24,6 +24,7 @@ kept. From it:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import zlib
@@ -354,8 +355,7 @@ def logged_rows(spark: SparkSession, config: Config) -> tuple[pd.DataFrame, pd.D
 def _features(spark: SparkSession, config: Config, dates: Sequence[dt.date]) -> DataFrame:
     """The features at each of ``dates`` (stored, else computed from the rollup), one frame."""
     frames = [features_on(spark, config, day)[0] for day in dates]
-    first = frames[0]
-    return first.unionByName(*frames[1:]) if len(frames) > 1 else first
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def _write_evaluation(spark: SparkSession, config: Config, through: dt.date, version: str,
