@@ -62,9 +62,11 @@ def bin_of(value: Column, spec: dict[str, Any], numeric: bool) -> Column:
     ``len(values)`` for one unseen."""
     if numeric:
         number = value.cast("double")
-        above = [F.when(number >= F.lit(edge), 1).otherwise(0) for edge in spec["edges"]]
-        total = sum(above[1:], above[0]) if above else F.lit(0)
-        return F.when(number.isNull() | F.isnan(number), F.lit(MISSING)).otherwise(total)
+        # One array and a filter, not a sum of comparisons: with ~80 features the sums grew the
+        # generated code past the JVM's 64 KB method limit (Janino failed; Spark fell back).
+        edges = F.array(*[F.lit(float(edge)) for edge in spec["edges"]])
+        above = F.size(F.filter(edges, lambda edge: number >= edge)) if spec["edges"] else F.lit(0)
+        return F.when(number.isNull() | F.isnan(number), F.lit(MISSING)).otherwise(above)
     values = spec["values"]
     lookup = F.create_map(*[x for i, v in enumerate(values) for x in (F.lit(v), F.lit(i))]) if values else None
     index = F.coalesce(lookup[value], F.lit(len(values))) if lookup is not None else F.lit(0)
