@@ -88,17 +88,33 @@ def test_tables_read_back_from_the_bucket(spark: SparkSession, store_run: StoreR
     assert all(r.path.startswith(f"{store_run.store.landing}/responses/") for r in responses)
     written = events_log.rows_written + sum(r.rows_written for r in responses)
     assert written == read_table(spark, config, "events").count() > 0
+    assert events_log.rows_read == events_log.rows_written + events_log.duplicates_skipped + events_log.quarantined
+    assert 0 < read_table(spark, config, "quarantine").where("dataset = 'events'").count() <= events_log.quarantined
     scored = read_table(spark, config, "churn_scores").groupBy("snapshot_date").count().orderBy("snapshot_date")
     users = read_table(spark, config, "user_features").groupBy("snapshot_date").count().orderBy("snapshot_date")
     # run-all scores the last labelled snapshot (whose window has closed: monitor measures it) and the last two.
     labelled = read_table(spark, config, "training_set").agg({"snapshot_date": "max"}).first()[0]
     assert [tuple(r) for r in scored.collect()] == [
         tuple(r) for r in users.where(f"snapshot_date = DATE'{labelled}'").collect() + users.collect()[-2:]]
-    assert [r.snapshot_date for r in read_table(spark, config, "model_performance").collect()] == [labelled]
-    assert read_table(spark, config, "drift_metrics").select("snapshot_date").distinct().count() == 3
+    # The labelled snapshot's run has matured: measured by monitor; every run measured its drift.
+    assert [(r.snapshot_date, r.model_version) for r in read_table(spark, config, "model_performance").collect()] == [
+        (labelled, "1")]
+    drift = read_table(spark, config, "drift_metrics").where("feature = 'churn_probability'").orderBy("snapshot_date")
+    assert [r.snapshot_date for r in drift.collect()] == [r.snapshot_date for r in scored.collect()]
     runs = read_table(spark, config, "score_runs").orderBy("snapshot_date").collect()
     assert [r.new_alerts for r in runs] == [read_table(spark, config, "alerts").where(
         f"snapshot_date = DATE'{r.snapshot_date}'").count() for r in runs]
+    # The labelled snapshot's assignments have matured: policy judged each policy, the truth beside.
+    judged = read_table(spark, config, "policy_evaluation").where("action = 'all'")
+    assert {(r.through_date, r.policy, r.estimator) for r in judged.collect()} == {
+        (labelled, p, e) for p in ("none", "all_high_risk", "rules", "learnt") for e in ("ips", "snips", "dr", "truth")
+    } | {(labelled, "logged", "observed"), (labelled, "logged", "truth")}
+
+
+def test_run_all_said_what_each_step_did(store_run: StoreRun) -> None:
+    assert "[13/13] stream done" in store_run.stderr
+    assert "stream: 1 micro-batch(es)" in store_run.stderr
+    assert "new alerts:" in store_run.stderr
 
 
 def test_model_run_and_reports_are_in_the_bucket(store_run: StoreRun) -> None:
