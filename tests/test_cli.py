@@ -103,7 +103,8 @@ def test_file_uris_from_an_empty_folder_leave_the_tables_and_nothing_in_the_work
     assert log[0].rows_read == log[0].rows_written + log[0].duplicates_skipped + log[0].quarantined
     assert 0 < read_table(spark, config, "quarantine").where("dataset = 'events'").count() <= log[0].quarantined
     assert read_table(spark, config, "events").count() == log[0].rows_written > 0
-    assert read_table(spark, config, "users").count() == 40
+    (users,) = read_table(spark, config, "ingest_log").where("dataset = 'users'").collect()
+    assert read_table(spark, config, "users").count() == users.rows_written > 0
 
 
 _IN_PROCESS = """
