@@ -22,9 +22,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def _module(*args: str) -> subprocess.CompletedProcess:
-    """``python -m churn_spark.cli`` on this checkout's code."""
-    return subprocess.run([sys.executable, "-m", "churn_spark.cli", *args], cwd=ROOT, capture_output=True, text=True,
+def _module(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m churn_spark.cli`` on this checkout's code, run in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "churn_spark.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -84,10 +84,8 @@ def test_file_uris_from_an_empty_folder_leave_the_tables_and_nothing_in_the_work
     overrides = [*TEST_SETTINGS, f"lakehouse=file://{tmp_path}/lakehouse", "generate.dirty_fraction=0.05"]
 
     def cli(*args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "churn_spark.cli", *args, "--conf", str(ROOT / "conf" / "local.yaml"),
-             *[a for s in overrides for a in ("--set", s)]],
-            cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        result = _module(*args, "--conf", str(ROOT / "conf" / "local.yaml"),
+                         *[a for s in overrides for a in ("--set", s)], cwd=cwd)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 
