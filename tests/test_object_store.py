@@ -30,8 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # The pyarrow.dataset feed: petastorm 0.13.1 opens a cache on an object store through fsspec and
 # then asks pyarrow 14 for ParquetDataset(validate_schema=...), which only its local/HDFS path takes.
+# One network (test_train_job trains every kind): each more is another TorchDistributor run of minutes.
 TRAIN = ["train.launcher=torchdistributor", "train.local_mode=false", "train.num_processes=2",
-         "train.use_gpu=false", "train.epochs=2", "train.feed=arrow"]
+         "train.use_gpu=false", "train.epochs=2", "train.feed=arrow", "train.models=[lr]"]
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,10 @@ def test_model_run_and_reports_are_in_the_bucket(store_run: StoreRun) -> None:
     record = json.loads(client.get_object(Bucket=store.bucket, Key=f"churn/models/{latest}/training.json")["Body"]
                         .read())
     assert record.pop("lightgbm")["trees"] >= 1  # the booster trains on the driver
-    assert {kind: (s["world_size"], s["device"]) for kind, s in record.items()} == {"lr": (2, "cpu"),
-                                                                                     "mlp": (2, "cpu")}
+    assert {kind: (s["world_size"], s["device"]) for kind, s in record.items()} == {"lr": (2, "cpu")}
     metrics = json.loads(client.get_object(Bucket=store.bucket, Key="churn/reports/latest/metrics.json")["Body"]
                          .read())
-    assert set(metrics["models"]) == {"lr", "mlp", "lightgbm", "ensemble", "recency", "bgnbd"}
+    assert set(metrics["models"]) == {"lr", "lightgbm", "ensemble", "recency", "bgnbd"}
     report = client.get_object(Bucket=store.bucket, Key="churn/reports/manager.html")["Body"].read().decode()
     assert "Top alert reasons" in report
 
