@@ -49,7 +49,7 @@ class Search:
     valid_pr_auc: float  # the best trial's best epoch
     trials: int
     pruned: int
-    seconds: float
+    seconds: float  # to a tenth, as printed and as written to tuned.json
 
     def line(self) -> str:
         chosen = ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
@@ -111,7 +111,7 @@ def _search(config: Config, kind: str, prepared: job.Prepared, converters: dict,
                        n_trials=settings.trials, timeout=seconds, gc_after_trial=False)
         states = [trial.state for trial in study.trials]
         search = Search(kind, dict(study.best_params), float(study.best_value), len(states),
-                        states.count(optuna.trial.TrialState.PRUNED), time.perf_counter() - began)
+                        states.count(optuna.trial.TrialState.PRUNED), round(time.perf_counter() - began, 1))
         mlflow.log_params({f"best_{name}": value for name, value in search.params.items()})
         mlflow.log_metrics({"best_valid_pr_auc": search.valid_pr_auc, "pruned_trials": search.pruned})
     log.info(search.line())
@@ -160,5 +160,5 @@ def _trial(trial: Any, config: Config, kind: str, prepared: job.Prepared, conver
 def _found(search: Search) -> dict[str, Any]:
     """What ``models/tuned.json`` keeps of a search."""
     return {"params": search.params, "valid_pr_auc": search.valid_pr_auc, "trials": search.trials,
-            "pruned": search.pruned, "seconds": round(search.seconds, 1),
+            "pruned": search.pruned, "seconds": search.seconds,
             "tuned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
