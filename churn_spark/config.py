@@ -309,9 +309,10 @@ class PolicyConfig(_Section):
     margin: float = Field(0.3, gt=0, le=1)
     budget: float | None = Field(None, gt=0)
     blanket_action: str = "coupon"  # what "treat all high-risk" gives every high-tier alerted user
-    folds: int = Field(2, ge=2)  # cross-fitting: each fold is judged by models learnt on the others
+    folds: int = Field(5, ge=2)  # cross-fitting: each fold is judged by models learnt on the others
     bootstrap: int = Field(200, ge=20)  # resamples behind each estimate's 95% interval
-    min_rows: int = Field(30, ge=1)  # an action logged fewer times is predicted by its mean outcome
+    min_rows: int = Field(30, ge=1)  # an action logged fewer times gets a lift without features
+    regularisation: float = Field(30.0, gt=0)  # the L2 penalty on the win-back model's feature weights
 
     @field_validator("actions")
     @classmethod

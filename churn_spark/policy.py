@@ -3,9 +3,11 @@
 The log is ``actions.outcomes``: every alert's action, its propensity, and whether the user was
 kept. From it:
 
-1. **Uplift.** A T-learner: per action, a LightGBM classifier of P(kept | features at T), fitted on
-   the users who got that action (``RetentionModel``). An action logged fewer than
-   ``policy.min_rows`` times, or with one outcome only, is predicted by its mean.
+1. **Uplift.** A win-back model (``RetentionModel``): P(kept | none, features at T), learnt from
+   every row, and per action a lift, the probability that the action keeps a user who would be
+   lost without it, learnt from that action's rows. (A T-learner, a LightGBM classifier per
+   action, lost to the rule table on generated worlds: the hold-out arm is too small to learn
+   from; ``bench/RESULTS.md`` compares them.)
 2. **The policy.** For each user the action with the highest expected net value,
    P(kept | a) x worth - cost(a), ``none`` included; under ``policy.budget`` (per scoring run) the
    users whose best action gains most over ``none`` are served first (``Policy.choose``).
@@ -32,9 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy import optimize, special
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -59,38 +61,117 @@ _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.D
 
 @dataclass
 class RetentionModel:
-    """P(kept | features, action) for each action: a T-learner of LightGBM classifiers."""
+    """P(kept | features, action): a win-back model, one lift model per action over a shared baseline.
+
+    An action can only add a reason to stay: a user kept without it is kept with it, and one who
+    would be lost is won back with a probability, the action's *lift*. So
+
+        P(kept | none, x) = p0(x) = sigmoid(w_none . z)
+        P(kept | a, x)    = 1 - (1 - p0(x)) (1 - lift_a(x)),   lift_a(x) = sigmoid(w_a . z)
+
+    with ``z`` the features standardised on the training rows (clipped to +-``_CLIP``) and an
+    intercept. All weights are fitted at once by maximum likelihood with an L2 penalty
+    (``policy.regularisation``) on every weight but the intercepts (scipy's L-BFGS-B). Every row
+    informs the baseline, not only the hold-out's (``none`` gets exploration / |actions| of the
+    rows: a T-learner's hold-out model has a handful of rows to learn from); each action's rows
+    inform its lift. An action logged fewer than ``policy.min_rows`` times gets a lift without
+    features (its intercept only); one never logged, no lift at all.
+    """
 
     actions: list[str]
     features: list[str]
-    models: dict[str, str | float]  # per action: a LightGBM model's text, or a constant probability
+    center: list[float]
+    scale: list[float]
+    weights: dict[str, list[float]]  # per action: the intercept, then one weight per feature (none: p0's)
 
     @classmethod
     def fit(cls, x: pd.DataFrame, taken: np.ndarray, kept: np.ndarray, actions: Sequence[str],
-            min_rows: int, seed: int = 0) -> "RetentionModel":
-        overall = float(kept.mean()) if len(kept) else 0.0
-        models: dict[str, str | float] = {}
-        for action in actions:
-            mine = taken == action
-            y = kept[mine]
-            if mine.sum() < min_rows or len(np.unique(y)) < 2:
-                models[action] = float(y.mean()) if len(y) else overall
-                continue
-            classifier = lgb.LGBMClassifier(n_estimators=100, learning_rate=0.05, num_leaves=7,
-                                            min_child_samples=max(10, int(mine.sum()) // 50), subsample=0.8,
-                                            subsample_freq=1, random_state=seed, n_jobs=1, verbose=-1)
-            classifier.fit(x.loc[mine].to_numpy(float), y)
-            models[action] = classifier.booster_.model_to_string()
-        return cls(list(actions), list(x.columns), models)
+            min_rows: int, regularisation: float) -> "RetentionModel":
+        center = x.mean().fillna(0.0).to_numpy(float)
+        scale = x.std().fillna(0.0).to_numpy(float)
+        scale[~(scale > 0)] = 1.0
+        z = _standardised(x.to_numpy(float), center, scale)
+        names = list(actions)
+        arm = np.array([names.index(a) for a in taken])
+        none = names.index(NO_ACTION)
+        counts = np.bincount(arm, minlength=len(names))
+        free = np.ones((len(names), z.shape[1]), dtype=bool)  # which weights the fit may move
+        start = np.zeros((len(names), z.shape[1]))
+        for k in range(len(names)):
+            if k != none and counts[k] < min_rows:
+                free[k, 1:] = False
+            if k != none and counts[k] == 0:
+                free[k, 0], start[k, 0] = False, _NO_LIFT
+        y = kept.astype(float)
+        penalty = np.full(z.shape[1], regularisation)
+        penalty[0] = 0.0
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w = start.copy()
+            w[free] = theta
+            base = z @ w[none]  # p0's logit
+            lift = np.einsum("ij,ij->i", z, w[arm])  # the taken action's lift logit (none's: unused)
+            treated = arm != none
+            # log P(lost) = log(1 - p0) + log(1 - lift), the second term only where an action was taken
+            log_lost = -np.logaddexp(0.0, base) - np.where(treated, np.logaddexp(0.0, lift), 0.0)
+            lost = np.exp(log_lost)
+            log_kept = np.log(-np.expm1(np.minimum(log_lost, -1e-12)))
+            # d loglik / d logit = r x sigmoid(logit), for the baseline's and the taken lift's logit
+            r = np.where(y == 1, lost / np.maximum(1.0 - lost, 1e-12), -1.0)
+            grad = np.zeros_like(w)
+            grad[none] = z.T @ (r * _sigmoid(base))
+            for k in np.flatnonzero(counts):
+                if k != none:
+                    mine = arm == k
+                    grad[k] = z[mine].T @ (r[mine] * _sigmoid(lift[mine]))
+            value = -(y * log_kept + (1 - y) * log_lost).sum() + 0.5 * (penalty * w ** 2).sum()
+            return float(value), (-grad + penalty * w)[free]
+
+        fitted = optimize.minimize(loss, start[free], jac=True, method="L-BFGS-B", options={"maxiter": 1000})
+        w = start.copy()
+        w[free] = fitted.x
+        return cls(names, list(x.columns), center.tolist(), scale.tolist(),
+                   {a: w[k].tolist() for k, a in enumerate(names)})
+
+    @classmethod
+    def constant(cls, actions: Sequence[str], kept: dict[str, float], features: Sequence[str] = ()) -> "RetentionModel":
+        """The model of fixed probabilities ``kept`` (per action, none's the lowest) whatever the
+        ``features`` (read, with weight 0)."""
+        base = kept[NO_ACTION]
+        logits = {a: _logit(base if a == NO_ACTION else (kept[a] - base) / (1.0 - base)) for a in actions}
+        n = len(features)
+        return cls(list(actions), list(features), [0.0] * n, [1.0] * n,
+                   {a: [logits[a]] + [0.0] * n for a in actions})
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
         """P(kept) under each action: one row per user, one column per action (``actions``' order)."""
-        values = x[self.features].to_numpy(float)
+        z = _standardised(x[self.features].to_numpy(float).reshape(len(x), len(self.features)),
+                          np.array(self.center), np.array(self.scale))
+        base = _sigmoid(z @ np.array(self.weights[NO_ACTION]))
         out = np.empty((len(x), len(self.actions)))
         for k, action in enumerate(self.actions):
-            model = self.models[action]
-            out[:, k] = model if isinstance(model, float) else lgb.Booster(model_str=model).predict(values)
+            lift = 0.0 if action == NO_ACTION else _sigmoid(z @ np.array(self.weights[action]))
+            out[:, k] = 1.0 - (1.0 - base) * (1.0 - lift)
         return out
+
+
+_CLIP = 5.0  # standardised features are clipped to this many standard deviations
+_NO_LIFT = -30.0  # the lift logit of an action never logged: sigmoid(-30) ~ 1e-13
+
+
+def _standardised(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """An intercept column, then (values - center) / scale clipped to +-_CLIP (missing: 0)."""
+    z = np.nan_to_num(np.clip((values - center) / scale, -_CLIP, _CLIP))
+    return np.hstack([np.ones((len(values), 1)), z])
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    return special.expit(logit)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-13), 1 - 1e-13)
+    return float(np.log(p / (1 - p)))
 
 
 @dataclass
@@ -113,15 +194,18 @@ class Policy:
         return choose(self.net_values(x, spend), self.model.actions, self.costs, dates, self.budget)
 
     def to_json(self) -> str:
-        return json.dumps({"version": self.version, "actions": self.model.actions, "features": self.model.features,
-                           "models": self.model.models, "costs": self.costs, "margin": self.margin,
+        m = self.model
+        return json.dumps({"version": self.version, "actions": m.actions, "features": m.features, "center": m.center,
+                           "scale": m.scale, "weights": m.weights, "costs": self.costs, "margin": self.margin,
                            "budget": self.budget, "trained_on": self.trained_on})
 
     @classmethod
     def from_json(cls, text: str) -> "Policy":
         d = json.loads(text)
-        return cls(d["version"], RetentionModel(d["actions"], d["features"], d["models"]), d["costs"],
-                   d["margin"], d["budget"], d.get("trained_on", {}))
+        if "weights" not in d:
+            raise ValueError(f"policy {d.get('version')} is of an older format (a T-learner's, no win-back weights)")
+        model = RetentionModel(d["actions"], d["features"], d["center"], d["scale"], d["weights"])
+        return cls(d["version"], model, d["costs"], d["margin"], d["budget"], d.get("trained_on", {}))
 
 
 def net_values(kept: np.ndarray, worth: np.ndarray, actions: Sequence[str], costs: dict[str, float]) -> np.ndarray:
@@ -241,7 +325,8 @@ def cross_fit(x: pd.DataFrame, rows: pd.DataFrame, settings: PolicyConfig) -> tu
         if not mine.any():
             continue
         model = RetentionModel.fit(x.loc[~mine], rows["suggested_action"].to_numpy()[~mine],
-                                   rows["retained"].to_numpy()[~mine], names, settings.min_rows, settings.seed)
+                                   rows["retained"].to_numpy()[~mine], names, settings.min_rows,
+                                   settings.regularisation)
         kept[mine] = model.predict(x.loc[mine])
     net = net_values(kept, rows["worth"].to_numpy(float), names, settings.actions)
     learnt = choose(net, names, settings.actions, rows["snapshot_date"].to_numpy(), settings.budget)
@@ -317,7 +402,7 @@ def run_policy(spark: SparkSession, config: Config,
     through = max(rows["snapshot_date"])
     version = f"{through.isoformat()}-{len(rows)}"
     policy = Policy(version, RetentionModel.fit(x, rows["suggested_action"].to_numpy(), rows["retained"].to_numpy(),
-                                                names, settings.min_rows, settings.seed),
+                                                names, settings.min_rows, settings.regularisation),
                     dict(settings.actions), settings.margin, settings.budget,
                     {"rows": len(rows), "dates": sorted(d.isoformat() for d in set(rows["snapshot_date"]))})
     chosen = rows[[*KEYS, "propensity", "worth"]].assign(logged=rows["suggested_action"], **targets)
@@ -392,7 +477,13 @@ def promote(config: Config, policy: Policy) -> None:
 def promoted(config: Config) -> Policy | None:
     """The promoted policy, or None (the rule table chooses)."""
     where = storage.join(config.location("models"), PROMOTED)
-    return Policy.from_json(storage.read_text(where, config)) if storage.exists(where, config) else None
+    if not storage.exists(where, config):
+        return None
+    try:
+        return Policy.from_json(storage.read_text(where, config))
+    except ValueError as e:
+        log.warning("%s: %s; the rule table chooses until churn-spark policy promotes a new one", where, e)
+        return None
 
 
 def assign_actions(spark: SparkSession, config: Config, alerts: DataFrame, as_of: dt.date) -> DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -12,7 +13,7 @@ from pyspark.sql import functions as F
 from churn_spark import actions, simulate, tables
 from churn_spark.config import Config, PolicyConfig
 from churn_spark.generate import GenerateSpec
-from churn_spark.policy import Logged, choose, evaluate
+from churn_spark.policy import Logged, Policy, RetentionModel, choose, evaluate
 from tests.builders import event, store_dates, store_events
 
 T = dt.date(2026, 3, 1)
@@ -107,6 +108,31 @@ def test_choose_takes_the_best_net_value_and_keeps_to_the_budget_per_date() -> N
     assert list(choose(net, ["none", "coupon", "email"], costs, dates, 11.0)) == ["none", "email", "coupon", "none"]
 
 
+def test_the_win_back_model_learns_each_actions_lift_over_a_baseline_every_row_informs() -> None:
+    # Kept without action: 30%. The call wins back 60% of the lost users after a bad experience, none
+    # otherwise; the coupon 20% of everyone; the email is logged 12 times (< min_rows), the sms never.
+    rng = np.random.default_rng(0)
+    n = 4000
+    x = pd.DataFrame({"bad": rng.integers(0, 2, n).astype(float), "noise": rng.normal(size=n)})
+    taken = rng.choice(["none", "service_call", "coupon"], n, p=[0.1, 0.45, 0.45]).astype(object)
+    taken[:12] = "winback_email"
+    lift = np.select([taken == "service_call", taken == "coupon"], [0.6 * x["bad"], 0.2], 0.0)
+    kept = ((rng.random(n) < 0.3) | (rng.random(n) < lift)).astype(int)
+    names = [*ACTIONS, "sms"]
+    model = RetentionModel.fit(x, taken, kept, names, min_rows=30, regularisation=0.1)  # barely shrunk
+
+    grid = pd.DataFrame({"bad": [0.0, 1.0], "noise": [0.0, 0.0]})
+    p = pd.DataFrame(model.predict(grid), columns=names)
+    assert p["none"].to_numpy() == pytest.approx([0.3, 0.3], abs=0.05)
+    assert p["service_call"].to_numpy() == pytest.approx([0.3, 0.3 + 0.7 * 0.6], abs=0.05)
+    assert p["coupon"].to_numpy() == pytest.approx([0.3 + 0.7 * 0.2] * 2, abs=0.05)
+    assert p["sms"].to_numpy() == pytest.approx(p["none"].to_numpy(), abs=1e-9)  # never logged: no lift
+    assert model.weights["winback_email"][1:] == [0.0, 0.0]  # too few rows: no feature weights
+    assert (p[names].to_numpy() >= p[["none"]].to_numpy() - 1e-12).all()  # an action only adds
+    again = Policy.from_json(Policy("v", model, {a: 1.0 for a in names}, 0.3, None).to_json()).model
+    assert again.predict(grid) == pytest.approx(model.predict(grid))
+
+
 SPEC = GenerateSpec(users=1500, days=120, start=dt.date(2026, 1, 1), seed=5)
 AT = dt.date(2026, 3, 15)
 
@@ -197,14 +223,15 @@ def test_a_user_whose_window_is_open_gets_no_action_and_stays_out_of_the_log(spa
 def test_alerts_follow_the_promoted_policy_within_its_budget_and_the_rules_when_it_cannot_serve(
         spark: SparkSession, registered: Config) -> None:
     from churn_spark.alerts import run_alerts
-    from churn_spark.policy import Policy, RetentionModel, promote
+    from churn_spark.policy import promote
     from churn_spark.score import run_scoring
     from tests.builders import A, T1, T2, store_features
 
     # P(kept): none 0.2, coupon 0.9; worth 0.3 x spend_90d. Net: a (spend 100) coupon 17 against none 6;
     # b (spend 300) coupon 71 against 18; c (spend 20) none 1.2, the email 1.0, the coupon -4.6.
     kept = {"none": 0.2, "service_call": 0.2, "coupon": 0.9, "winback_email": 0.25}
-    policy = Policy("v1", RetentionModel(ACTIONS, ["spend_90d"], kept), dict(registered.policy.actions), 0.3, 15.0)
+    policy = Policy("v1", RetentionModel.constant(ACTIONS, kept, ["spend_90d"]), dict(registered.policy.actions),
+                    0.3, 15.0)
     promote(registered, policy)
     users = {"a": A, "b": (*A[:4], 300.0, A[5]), "c": (*A[:4], 20.0, A[5])}
     store_features(spark, registered, T1, users)
@@ -215,7 +242,7 @@ def test_alerts_follow_the_promoted_policy_within_its_budget_and_the_rules_when_
     assert [(r.user_id, r.suggested_action, r.assigned_by, r.propensity) for r in got] == [
         ("a", "none", "policy v1", 1.0), ("b", "coupon", "policy v1", 1.0), ("c", "none", "policy v1", 1.0)]
 
-    promote(registered, Policy("v2", RetentionModel(ACTIONS, ["no_such_feature"], kept),
+    promote(registered, Policy("v2", RetentionModel.constant(ACTIONS, kept, ["no_such_feature"]),
                                dict(registered.policy.actions), 0.3, None))
     store_features(spark, registered, T2, {"d": A})
     run_scoring(spark, registered, T2)
