@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,24 @@ def test_the_win_back_model_learns_each_actions_lift_over_a_baseline_every_row_i
     assert (p[names].to_numpy() >= p[["none"]].to_numpy() - 1e-12).all()  # an action only adds
     again = Policy.from_json(Policy("v", model, {a: 1.0 for a in names}, 0.3, None).to_json()).model
     assert again.predict(grid) == pytest.approx(model.predict(grid))
+
+
+def test_a_promoted_policy_of_the_older_format_leaves_the_choice_to_the_rules(
+        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    from churn_spark import storage
+    from churn_spark.policy import PROMOTED, promote, promoted
+
+    models = config.location("models")
+    storage.makedirs(models, config)
+    storage.write_atomically(storage.join(models, PROMOTED), json.dumps(
+        {"version": "v0", "actions": ACTIONS, "features": [], "models": {a: 0.5 for a in ACTIONS},
+         "costs": {a: 0.0 for a in ACTIONS}, "margin": 0.3, "budget": None}), config)
+    assert promoted(config) is None
+    assert "policy v0 is of an older format" in caplog.text
+    policy = Policy("v1", RetentionModel.constant(ACTIONS, {a: 0.5 for a in ACTIONS}), {a: 0.0 for a in ACTIONS},
+                    0.3, None)
+    promote(config, policy)
+    assert promoted(config) == policy
 
 
 SPEC = GenerateSpec(users=1500, days=120, start=dt.date(2026, 1, 1), seed=5)
