@@ -119,11 +119,11 @@ class RetentionModel:
             # d loglik / d logit = r x sigmoid(logit), for the baseline's and the taken lift's logit
             r = np.where(y == 1, lost / np.maximum(1.0 - lost, 1e-12), -1.0)
             grad = np.zeros_like(w)
-            grad[none] = z.T @ (r * _sigmoid(base))
+            grad[none] = z.T @ (r * special.expit(base))
             for k in np.flatnonzero(counts):
                 if k != none:
                     mine = arm == k
-                    grad[k] = z[mine].T @ (r[mine] * _sigmoid(lift[mine]))
+                    grad[k] = z[mine].T @ (r[mine] * special.expit(lift[mine]))
             value = -(y * log_kept + (1 - y) * log_lost).sum() + 0.5 * (penalty * w ** 2).sum()
             return float(value), (-grad + penalty * w)[free]
 
@@ -147,10 +147,10 @@ class RetentionModel:
         """P(kept) under each action: one row per user, one column per action (``actions``' order)."""
         z = _standardised(x[self.features].to_numpy(float).reshape(len(x), len(self.features)),
                           np.array(self.center), np.array(self.scale))
-        base = _sigmoid(z @ np.array(self.weights[NO_ACTION]))
+        base = special.expit(z @ np.array(self.weights[NO_ACTION]))
         out = np.empty((len(x), len(self.actions)))
         for k, action in enumerate(self.actions):
-            lift = 0.0 if action == NO_ACTION else _sigmoid(z @ np.array(self.weights[action]))
+            lift = 0.0 if action == NO_ACTION else special.expit(z @ np.array(self.weights[action]))
             out[:, k] = 1.0 - (1.0 - base) * (1.0 - lift)
         return out
 
@@ -163,10 +163,6 @@ def _standardised(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> 
     """An intercept column, then (values - center) / scale clipped to +-_CLIP (missing: 0)."""
     z = np.nan_to_num(np.clip((values - center) / scale, -_CLIP, _CLIP))
     return np.hstack([np.ones((len(values), 1)), z])
-
-
-def _sigmoid(logit: np.ndarray) -> np.ndarray:
-    return special.expit(logit)
 
 
 def _logit(p: float) -> float:
