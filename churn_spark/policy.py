@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from scipy import optimize, special
 
 from churn_spark import actions, storage, tables
 from churn_spark.alerts import action_column
